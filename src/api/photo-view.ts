@@ -1,0 +1,54 @@
+import { STAGES } from '../shared/config.js';
+import type { PhotoRow, VariantRow } from '../db/photo-repo.js';
+
+interface VariantView {
+  url: string;
+  width: number;
+  height: number;
+  bytes: number;
+  contentType: string;
+}
+
+/** The JSON a client polls: GET /v1/photos/:id. */
+export async function toPhotoView(
+  row: PhotoRow,
+  variants: VariantRow[],
+  presign: (key: string) => Promise<string>,
+  statusUrl: string,
+): Promise<Record<string, unknown>> {
+  const out: Record<string, VariantView> = {};
+  for (const v of variants) {
+    const url = v.kind === 'original' ? await presign(v.s3Key) : v.url;
+    if (!url) continue;
+    out[v.kind] = { url, width: v.width, height: v.height, bytes: v.bytes, contentType: v.contentType };
+  }
+  const exif = row.exif as { make?: string | null; model?: string | null; takenAt?: string | null; orientation?: number | null } | null;
+  const stages: Record<string, string> = {};
+  for (const s of STAGES) {
+    const state = row.stages[s];
+    if (state) stages[s] = state;
+    else if (row.status === 'duplicate') stages[s] = 'skipped';
+    else stages[s] = 'pending';
+  }
+  return {
+    id: row.id,
+    status: row.status,
+    statusUrl,
+    duplicateOf: row.duplicateOf,
+    sha256: row.sha256,
+    file:
+      row.file && row.file.width
+        ? { format: row.file.format, width: row.file.width, height: row.file.height, bytes: row.file.bytes, originalName: row.originalName }
+        : null,
+    exif: exif
+      ? { make: exif.make ?? null, model: exif.model ?? null, takenAt: exif.takenAt ?? null, orientation: exif.orientation ?? null, gps: row.gps }
+      : null,
+    place: row.place,
+    variants: Object.keys(out).length > 0 ? out : null,
+    stages,
+    error: row.error ? { stage: row.error.stage, reason: row.error.reason, code: row.error.code ?? null } : null,
+    createdAt: row.createdAt.toISOString(),
+    updatedAt: row.updatedAt.toISOString(),
+    completedAt: row.completedAt?.toISOString() ?? null,
+  };
+}

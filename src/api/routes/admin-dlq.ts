@@ -1,0 +1,30 @@
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { STAGES } from '../../shared/config.js';
+import { HttpError } from '../../shared/errors.js';
+import { requireAdmin } from '../auth.js';
+import type { ApiDeps } from '../api-deps.js';
+
+const listQuery = z.object({ stage: z.enum(STAGES).optional(), limit: z.coerce.number().int().min(1).max(1000).default(50) });
+const replayBody = z.union([
+  z.object({ stage: z.enum(STAGES), ids: z.undefined().optional() }),
+  z.object({ ids: z.array(z.string().min(1)).min(1).max(1000), stage: z.enum(STAGES).optional() }),
+]);
+
+/** Operator endpoints behind ADMIN_API_KEY: inspect and replay dead letters. */
+export function registerAdminDlqRoutes(app: FastifyInstance, deps: ApiDeps): void {
+  app.get('/v1/admin/dlq', async (req) => {
+    requireAdmin(req, deps.config.ADMIN_API_KEY);
+    const q = listQuery.safeParse(req.query);
+    if (!q.success) throw new HttpError(400, 'invalid_query', q.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+    const [counts, items] = await Promise.all([deps.dlq.counts(), deps.dlq.list(q.data)]);
+    return { counts, items };
+  });
+
+  app.post('/v1/admin/dlq/replay', async (req) => {
+    requireAdmin(req, deps.config.ADMIN_API_KEY);
+    const b = replayBody.safeParse(req.body);
+    if (!b.success) throw new HttpError(400, 'invalid_body', 'send {"stage": "<stage>"} or {"ids": ["<dead letter id>", ...]}');
+    return deps.dlq.replay(b.data);
+  });
+}

@@ -1,0 +1,50 @@
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { HttpError, PermanentError } from '../../shared/errors.js';
+import { DEFAULT_FRAME_SIZE, DEFAULT_FRAME_WINDOW, inspectFramePng } from '../../imaging/render.js';
+import type { ApiDeps } from '../api-deps.js';
+import type { Authenticator } from '../auth.js';
+
+const windowQuery = z.object({
+  left: z.coerce.number().int().min(0).default(DEFAULT_FRAME_WINDOW.left),
+  top: z.coerce.number().int().min(0).default(DEFAULT_FRAME_WINDOW.top),
+  width: z.coerce.number().int().min(1).default(DEFAULT_FRAME_WINDOW.width),
+  height: z.coerce.number().int().min(1).default(DEFAULT_FRAME_WINDOW.height),
+});
+
+/** A tenant's own polaroid frame: PUT a PNG body (Content-Type image/png), window via ?left&top&width&height. */
+export function registerFrameRoutes(app: FastifyInstance, deps: ApiDeps, auth: Authenticator): void {
+  app.put('/v1/frame', { bodyLimit: deps.config.FRAME_MAX_BYTES }, async (req) => {
+    const tenantId = await auth.tenantOf(req);
+    if (!Buffer.isBuffer(req.body) || req.body.length === 0) throw new HttpError(415, 'unsupported_media_type', 'send the frame as a PNG body with Content-Type image/png');
+    const parsed = windowQuery.safeParse(req.query);
+    if (!parsed.success) throw new HttpError(400, 'invalid_window', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+    const w = parsed.data;
+    let size;
+    try {
+      size = await inspectFramePng(req.body);
+    } catch (err) {
+      if (err instanceof PermanentError) throw new HttpError(415, 'unsupported_media_type', err.message);
+      throw err;
+    }
+    if (w.left + w.width > size.width || w.top + w.height > size.height) {
+      throw new HttpError(400, 'invalid_window', `window ${w.width}x${w.height} at (${w.left},${w.top}) does not fit in the ${size.width}x${size.height} frame`);
+    }
+    await deps.frames.put(tenantId, { png: req.body, ...size, window: w });
+    return { frame: { custom: true, width: size.width, height: size.height, window: w } };
+  });
+
+  app.get('/v1/frame', async (req) => {
+    const tenantId = await auth.tenantOf(req);
+    const f = await deps.frames.get(tenantId);
+    return f
+      ? { frame: { custom: true, width: f.width, height: f.height, window: f.window, updatedAt: f.version } }
+      : { frame: { custom: false, ...DEFAULT_FRAME_SIZE, window: DEFAULT_FRAME_WINDOW } };
+  });
+
+  app.delete('/v1/frame', async (req, reply) => {
+    const tenantId = await auth.tenantOf(req);
+    await deps.frames.delete(tenantId);
+    return reply.code(204).send();
+  });
+}

@@ -1,0 +1,141 @@
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { HttpError, ServiceUnavailableError } from '../../shared/errors.js';
+import { CONTENT_TYPES, sniffImageFormat } from '../../imaging/sniff.js';
+import type { PhotoStatus } from '../../db/photo-repo.js';
+import { sanitizeFilename } from '../filename.js';
+import { toPhotoView } from '../photo-view.js';
+import type { ApiDeps } from '../api-deps.js';
+import type { Authenticator } from '../auth.js';
+
+const uuid = z.uuid();
+const listQuery = z.object({
+  status: z.enum(['queued', 'processing', 'complete', 'duplicate', 'failed']).optional(),
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  cursor: z.string().max(200).optional(),
+});
+
+function encodeCursor(createdAt: Date, id: string): string {
+  return Buffer.from(JSON.stringify([createdAt.toISOString(), id])).toString('base64url');
+}
+function decodeCursor(cursor: string): { createdAt: string; id: string } {
+  try {
+    const [createdAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [string, string];
+    if (Number.isNaN(Date.parse(createdAt)) || !uuid.safeParse(id).success) throw new Error('bad cursor');
+    return { createdAt, id };
+  } catch {
+    throw new HttpError(400, 'invalid_cursor', 'cursor is not one this API returned');
+  }
+}
+
+/** Reads the upload: multipart field `file`, or the raw body with an image/* Content-Type. */
+async function readUpload(req: FastifyRequest, maxBytes: number): Promise<{ bytes: Buffer; filename: string | null }> {
+  if (req.isMultipart()) {
+    let part;
+    try {
+      part = await req.file({ limits: { fileSize: maxBytes, files: 1, fields: 10, parts: 20 } });
+    } catch (err) {
+      throw multipartError(err);
+    }
+    if (!part) throw new HttpError(400, 'missing_file', 'multipart body has no file part; send the image in field "file"');
+    if (part.fieldname !== 'file') {
+      part.file.resume();
+      throw new HttpError(400, 'missing_file', `unexpected file field "${part.fieldname}"; send the image in field "file"`);
+    }
+    let bytes: Buffer;
+    try {
+      bytes = await part.toBuffer();
+    } catch (err) {
+      throw multipartError(err);
+    }
+    return { bytes, filename: sanitizeFilename(part.filename) };
+  }
+  const body = req.body;
+  if (!Buffer.isBuffer(body)) {
+    throw new HttpError(415, 'unsupported_media_type', 'send multipart/form-data with field "file", or the image bytes with an image/* Content-Type');
+  }
+  const header = req.headers['x-filename'];
+  return { bytes: body, filename: sanitizeFilename(Array.isArray(header) ? header[0] : header) };
+}
+
+function multipartError(err: unknown): HttpError {
+  const code = (err as { code?: string }).code;
+  if (code === 'FST_REQ_FILE_TOO_LARGE') return new HttpError(413, 'payload_too_large', 'the file is larger than the upload limit');
+  if (code === 'FST_FILES_LIMIT' || code === 'FST_PARTS_LIMIT' || code === 'FST_FIELDS_LIMIT') return new HttpError(400, 'too_many_parts', 'send exactly one file');
+  return new HttpError(400, 'invalid_multipart', `malformed multipart body: ${(err as Error).message}`);
+}
+
+export function registerPhotoRoutes(app: FastifyInstance, deps: ApiDeps, auth: Authenticator): void {
+  const { config, photos, blobs, broker } = deps;
+  const statusUrl = (req: FastifyRequest, id: string) => {
+    const base = config.PUBLIC_BASE_URL ?? `${req.protocol}://${req.host}`;
+    return `${base.replace(/\/$/, '')}/v1/photos/${id}`;
+  };
+
+  // Key and load are checked in onRequest, before a possibly large body is read.
+  const admit = async (req: FastifyRequest) => {
+    await auth.tenantOf(req);
+    const shedding = deps.shedder.sheddingReason;
+    if (shedding) throw new ServiceUnavailableError(`overloaded, try again later (${shedding})`, 10);
+  };
+
+  app.post('/v1/photos', { onRequest: admit }, async (req, reply) => {
+    const tenantId = await auth.tenantOf(req);
+
+    const { bytes, filename } = await readUpload(req, config.UPLOAD_MAX_BYTES);
+    if (bytes.length === 0) throw new HttpError(400, 'empty_body', 'the upload is empty');
+    const format = sniffImageFormat(bytes.subarray(0, 64));
+    if (!format) throw new HttpError(415, 'unsupported_media_type', 'the bytes are not a supported image (JPEG, PNG, WebP, TIFF, GIF, AVIF, HEIC/HEIF)');
+
+    const id = randomUUID();
+    const message = { v: 1 as const, photoId: id, tenantId, rawKey: blobs.key(id, 'raw') };
+    // Order matters: bytes, then the row, then the message. A failure at any step undoes the
+    // earlier ones and answers 503, so a 202 always means "stored and queued".
+    try {
+      await blobs.put(id, 'raw', bytes);
+    } catch (err) {
+      req.log.warn({ err: (err as Error).message }, 'redis unavailable for upload');
+      throw new ServiceUnavailableError('storage for uploads is unavailable, try again shortly');
+    }
+    try {
+      await photos.insertQueued({ id, tenantId, originalName: filename, contentType: CONTENT_TYPES[format], bytes: bytes.length, format });
+    } catch (err) {
+      req.log.warn({ err: (err as Error).message }, 'postgres unavailable for upload');
+      await blobs.delete(id, ['raw']).catch(() => {});
+      throw new ServiceUnavailableError('database unavailable, try again shortly');
+    }
+    try {
+      await broker.publishToStage('ingest', message);
+    } catch (err) {
+      req.log.warn({ err: (err as Error).message }, 'rabbitmq unavailable for upload');
+      await photos.deleteQueued(id).catch(() => {});
+      await blobs.delete(id, ['raw']).catch(() => {});
+      throw new ServiceUnavailableError('queue unavailable, try again shortly');
+    }
+    const url = statusUrl(req, id);
+    req.log.info({ photoId: id, tenantId, bytes: bytes.length, format }, 'photo accepted');
+    return reply.code(202).header('location', url).send({ id, status: 'queued', statusUrl: url });
+  });
+
+  app.get<{ Params: { id: string } }>('/v1/photos/:id', async (req) => {
+    const tenantId = await auth.tenantOf(req);
+    if (!uuid.safeParse(req.params.id).success) throw new HttpError(404, 'not_found', 'no such photo');
+    const row = await photos.getForTenant(tenantId, req.params.id);
+    if (!row) throw new HttpError(404, 'not_found', 'no such photo');
+    const variants = row.status === 'complete' || row.status === 'failed' || row.status === 'processing' ? await photos.variants(row.id) : [];
+    return toPhotoView(row, variants, (k) => deps.storage.presignGet(k), statusUrl(req, row.id));
+  });
+
+  app.get('/v1/photos', async (req) => {
+    const tenantId = await auth.tenantOf(req);
+    const parsed = listQuery.safeParse(req.query);
+    if (!parsed.success) throw new HttpError(400, 'invalid_query', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+    const q = parsed.data;
+    const rows = await photos.list(tenantId, { status: q.status as PhotoStatus | undefined, limit: q.limit + 1, before: q.cursor ? decodeCursor(q.cursor) : undefined });
+    const page = rows.slice(0, q.limit);
+    const last = page[page.length - 1];
+    const items = await Promise.all(page.map((r) => toPhotoView(r, [], (k) => deps.storage.presignGet(k), statusUrl(req, r.id))));
+    return { items, nextCursor: rows.length > q.limit && last ? encodeCursor(last.createdAt, last.id) : null };
+  });
+}

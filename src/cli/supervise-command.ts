@@ -1,0 +1,107 @@
+import { createConnection } from 'node:net';
+import amqplib from 'amqplib';
+import { loadConfig, type Config, type StageName } from '../shared/config.js';
+import { createLogger, type Logger } from '../shared/logger.js';
+import { migrate } from '../db/migrate.js';
+import { buildTopology, declareTopology } from '../queues/topology.js';
+import { Supervisor } from '../supervisor/supervisor.js';
+import { LOCAL_S3_CREDENTIALS } from '../local-s3/run-local-s3.js';
+import { cliChild, workerChild } from './process-specs.js';
+
+function supervisorFor(config: Config, log: Logger): Supervisor {
+  return new Supervisor({
+    log,
+    graceMs: config.SHUTDOWN_GRACE_MS,
+    initialBackoffMs: config.SUPERVISOR_INITIAL_BACKOFF_MS,
+    maxBackoffMs: config.SUPERVISOR_MAX_BACKOFF_MS,
+    crashLimit: config.SUPERVISOR_CRASH_LIMIT,
+    crashWindowMs: config.SUPERVISOR_CRASH_WINDOW_MS,
+  });
+}
+
+/** Ctrl-C / SIGTERM: stop every child within the grace period, then exit 0. */
+function stopOnSignal(sup: Supervisor, log: Logger): void {
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping all processes');
+    void sup.stop().then(() => {
+      log.info('all processes stopped');
+      process.exit(0);
+    });
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+async function declareOnce(config: Config): Promise<void> {
+  const conn = await amqplib.connect(config.AMQP_URL);
+  try {
+    const ch = await conn.createChannel();
+    await declareTopology(ch, buildTopology(config));
+    await ch.close();
+  } finally {
+    await conn.close();
+  }
+}
+
+function waitForPort(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const attempt = () => {
+      const sock = createConnection({ host: '127.0.0.1', port });
+      sock.once('connect', () => {
+        sock.destroy();
+        resolve();
+      });
+      sock.once('error', () => {
+        sock.destroy();
+        if (Date.now() > deadline) reject(new Error(`nothing listening on 127.0.0.1:${port} after ${timeoutMs} ms`));
+        else setTimeout(attempt, 100);
+      });
+    };
+    attempt();
+  });
+}
+
+/**
+ * `npm start`: migrations, topology, then the API, one process per worker role and the
+ * reconciler, all supervised; plus a local S3 server when S3_ENDPOINT is unset.
+ */
+export async function startCommand(): Promise<void> {
+  const config = loadConfig();
+  const log = createLogger(config, { role: 'supervisor' });
+  await migrate(config.DATABASE_URL, log);
+  await declareOnce(config);
+  log.info('topology declared');
+
+  const sup = supervisorFor(config, log);
+  stopOnSignal(sup, log);
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  if (!config.S3_ENDPOINT) {
+    sup.start(cliChild('local-s3', ['local-s3'], env));
+    await waitForPort(config.LOCAL_S3_PORT, 30_000);
+    Object.assign(env, {
+      S3_ENDPOINT: `http://127.0.0.1:${config.LOCAL_S3_PORT}`,
+      S3_ACCESS_KEY_ID: LOCAL_S3_CREDENTIALS.accessKeyId,
+      S3_SECRET_ACCESS_KEY: LOCAL_S3_CREDENTIALS.secretAccessKey,
+    });
+  }
+  sup.start(cliChild('api', ['api'], env));
+  for (const stage of ['ingest', 'exif', 'geocode', 'frame', 'thumbnail', 'upload'] as StageName[]) sup.start(workerChild(stage, env));
+  sup.start(cliChild('reconciler', ['reconciler'], env));
+  log.info({ port: config.PORT }, 'photopipe started: API, workers and reconciler are supervised; Ctrl-C stops everything');
+}
+
+/** `photopipe workers --queues a,b [--concurrency N] [--processes N]`: supervised worker processes for chosen roles. */
+export async function workersCommand(roles: StageName[], opts: { concurrency?: number; processes?: number }): Promise<void> {
+  const config = loadConfig();
+  const log = createLogger(config, { role: 'supervisor' });
+  const sup = supervisorFor(config, log);
+  stopOnSignal(sup, log);
+  for (const stage of roles) {
+    for (let i = 0; i < (opts.processes ?? 1); i++) sup.start(workerChild(stage, process.env, opts.concurrency));
+  }
+  log.info({ roles, processesPerRole: opts.processes ?? 1, concurrency: opts.concurrency ?? 'default' }, 'workers started');
+}

@@ -1,0 +1,145 @@
+import sharp, { type Sharp, type SharpOptions } from 'sharp';
+import { PermanentError, PipelineError, StageTimeoutError } from '../shared/errors.js';
+import type { RawImage } from './heic.js';
+
+// Workers see each image once: libvips' operation cache would only hold memory.
+sharp.cache(false);
+
+export interface FrameSpec {
+  png: Buffer;
+  width: number;
+  height: number;
+  window: { left: number; top: number; width: number; height: number };
+}
+
+export interface Rendition {
+  data: Buffer;
+  width: number;
+  height: number;
+  contentType: 'image/jpeg';
+}
+
+export interface RenderOptions {
+  maxInputPixels: number;
+  signal: AbortSignal;
+  /** Remaining time for this message; libvips gives up by itself past it. */
+  timeoutMs: number;
+}
+
+/** What a stage decodes: the uploaded bytes, or pixels a non-sharp decoder (HEIC) produced. */
+export type ImageSource = Buffer | RawImage;
+
+export const DEFAULT_FRAME_SIZE = { width: 612, height: 600 } as const;
+export const DEFAULT_FRAME_WINDOW = { left: 13, top: 13, width: 586, height: 497 } as const;
+
+let defaultFrame: Promise<FrameSpec> | undefined;
+
+/** The built-in polaroid: 612x600 white with the photo window at (13,13) 586x497. Generated, not shipped. */
+export function getDefaultFrame(): Promise<FrameSpec> {
+  defaultFrame ??= sharp({ create: { ...DEFAULT_FRAME_SIZE, channels: 3, background: '#ffffff' } })
+    .png()
+    .toBuffer()
+    .then((png) => ({ png, ...DEFAULT_FRAME_SIZE, window: { ...DEFAULT_FRAME_WINDOW } }));
+  return defaultFrame;
+}
+
+function open(source: ImageSource, opts: RenderOptions): Sharp {
+  const base: SharpOptions = { limitInputPixels: opts.maxInputPixels, failOn: 'error' };
+  const img = Buffer.isBuffer(source)
+    ? sharp(source, base)
+    : sharp(source.data, { ...base, raw: { width: source.width, height: source.height, channels: source.channels } });
+  return img.timeout({ seconds: Math.max(1, Math.ceil(opts.timeoutMs / 1000)) });
+}
+
+/** Maps libvips failures to typed errors: past the deadline it is a timeout, otherwise the image is bad. */
+async function guarded<T>(opts: RenderOptions, what: string, fn: () => Promise<T>): Promise<T> {
+  if (opts.signal.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : new StageTimeoutError(what, opts.timeoutMs);
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof PipelineError) throw err;
+    if (opts.signal.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : new StageTimeoutError(what, opts.timeoutMs);
+    throw new PermanentError('corrupt_image', `cannot decode image (${what}): ${(err as Error).message.split('\n')[0]}`, { cause: err });
+  }
+}
+
+/**
+ * Polaroid rendition: upright by EXIF orientation, cover-cropped to the frame window without
+ * distortion, composited onto the frame at the window position.
+ */
+export function renderFramed(source: ImageSource, frame: FrameSpec, opts: RenderOptions): Promise<Rendition> {
+  return guarded(opts, 'frame', async () => {
+    const { window } = frame;
+    const photo = await open(source, opts)
+      .rotate()
+      .resize(window.width, window.height, { fit: 'cover', position: 'centre' })
+      .removeAlpha()
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    const data = await sharp(frame.png)
+      .composite([{ input: photo.data, raw: { width: photo.info.width, height: photo.info.height, channels: photo.info.channels }, left: window.left, top: window.top }])
+      .flatten({ background: '#ffffff' })
+      .jpeg({ quality: 88, chromaSubsampling: '4:4:4' })
+      .toBuffer();
+    return { data, width: frame.width, height: frame.height, contentType: 'image/jpeg' as const };
+  });
+}
+
+/** Thumbnail: upright, longest side 320 px, JPEG, no metadata. */
+export function renderThumbnail(source: ImageSource, opts: RenderOptions, longestSide = 320): Promise<Rendition> {
+  return guarded(opts, 'thumbnail', async () => {
+    const { data, info } = await open(source, opts)
+      .rotate()
+      .resize(longestSide, longestSide, { fit: 'inside' })
+      .flatten({ background: '#ffffff' })
+      .jpeg({ quality: 82 })
+      .toBuffer({ resolveWithObject: true });
+    return { data, width: info.width, height: info.height, contentType: 'image/jpeg' as const };
+  });
+}
+
+/**
+ * A decoded HEIC is kept as a working copy (JPEG, longest side <= 2048) so frame and thumbnail
+ * need not run the slow wasm decoder again. Orientation is already applied by libheif.
+ */
+export function encodeWorkingCopy(raw: RawImage, opts: RenderOptions): Promise<Buffer> {
+  return guarded(opts, 'working copy', () =>
+    open(raw, opts).resize(2048, 2048, { fit: 'inside', withoutEnlargement: true }).jpeg({ quality: 92 }).toBuffer(),
+  );
+}
+
+export interface ImageInfo {
+  format: string;
+  width: number;
+  height: number;
+  orientation: number | undefined;
+  /** HEIF images coded with HEVC need the wasm decoder; AVIF (AV1) is decoded by sharp. */
+  needsHeicDecoder: boolean;
+}
+
+/** Reads the header only (no pixel decode). */
+export function readImageInfo(input: Buffer, opts: RenderOptions): Promise<ImageInfo> {
+  return guarded(opts, 'header', async () => {
+    // The pixel limit is checked by the caller with a clearer error; the header read must not trip it.
+    const m = await sharp(input, { limitInputPixels: false }).metadata();
+    if (!m.format || !m.width || !m.height) throw new PermanentError('unsupported_image', 'image has no readable dimensions');
+    return {
+      format: m.format,
+      width: m.width,
+      height: m.height,
+      orientation: m.orientation,
+      needsHeicDecoder: m.format === 'heif' && m.compression === 'hevc',
+    };
+  });
+}
+
+/** Validates a tenant's frame PNG and its window. */
+export async function inspectFramePng(png: Buffer): Promise<{ width: number; height: number }> {
+  try {
+    const m = await sharp(png, { limitInputPixels: 25_000_000 }).metadata();
+    if (m.format !== 'png' || !m.width || !m.height) throw new Error('not a PNG');
+    return { width: m.width, height: m.height };
+  } catch (err) {
+    throw new PermanentError('invalid_frame', `frame must be a readable PNG: ${(err as Error).message}`);
+  }
+}

@@ -1,0 +1,165 @@
+import type { ConfirmChannel, GetMessage } from 'amqplib';
+import { STAGES, type StageName } from '../shared/config.js';
+import type { Broker } from './broker.js';
+import { decodeMessage, H } from './messages.js';
+
+export interface DlqEntry {
+  id: string;
+  stage: StageName;
+  photoId: string | null;
+  tenantId: string | null;
+  errorClass: string | null;
+  code: string | null;
+  reason: string;
+  attempts: number | null;
+  firstFailureAt: string | null;
+  lastFailureAt: string | null;
+  deadLetteredAt: string | null;
+  originalRoutingKey: string;
+  body: unknown;
+}
+
+export interface ReplayResult {
+  replayed: { id: string; stage: StageName; photoId: string | null }[];
+  skipped: { id: string; reason: string }[];
+}
+
+/** Called before a dead letter goes back to its stage: the photo is marked processing again. */
+export type ReopenPhoto = (photoId: string, stage: StageName) => Promise<void>;
+
+const str = (v: unknown): string | null => (typeof v === 'string' ? v : Buffer.isBuffer(v) ? v.toString('utf8') : null);
+const num = (v: unknown): number | null => (typeof v === 'number' ? v : typeof v === 'string' && v !== '' && !Number.isNaN(Number(v)) ? Number(v) : null);
+
+/**
+ * Inspection and replay of the per-stage dead-letter queues over AMQP. Browsing takes messages
+ * without acking them and closes the channel, which hands them all back to the queue untouched.
+ */
+export class DlqService {
+  constructor(
+    private readonly broker: Broker,
+    private readonly reopen: ReopenPhoto,
+  ) {}
+
+  stages(stage?: StageName): StageName[] {
+    return stage ? [stage] : [...STAGES];
+  }
+
+  async counts(): Promise<Record<StageName, number>> {
+    const out = {} as Record<StageName, number>;
+    for (const s of STAGES) out[s] = await this.broker.queueDepth(this.broker.topology.dlq(s));
+    return out;
+  }
+
+  async list(opts: { stage?: StageName; limit?: number } = {}): Promise<DlqEntry[]> {
+    const limit = opts.limit ?? 50;
+    const out: DlqEntry[] = [];
+    for (const stage of this.stages(opts.stage)) {
+      if (out.length >= limit) break;
+      await this.browse(stage, async (_ch, msg) => {
+        out.push(toEntry(stage, msg));
+        return out.length < limit ? 'continue' : 'stop';
+      });
+    }
+    return out;
+  }
+
+  async show(id: string): Promise<DlqEntry | null> {
+    let found: DlqEntry | null = null;
+    for (const stage of STAGES) {
+      await this.browse(stage, async (_ch, msg) => {
+        if (msg.properties.messageId !== id) return 'continue';
+        found = toEntry(stage, msg);
+        return 'stop';
+      });
+      if (found) break;
+    }
+    return found;
+  }
+
+  /**
+   * Sends dead letters back to the stage they failed in, with a fresh attempt count. The photo
+   * is reopened first; stages that already succeeded are not run again (every stage skips work
+   * it has recorded as done).
+   */
+  async replay(opts: { stage?: StageName; ids?: string[] }): Promise<ReplayResult> {
+    const wanted = opts.ids && opts.ids.length > 0 ? new Set(opts.ids) : null;
+    const result: ReplayResult = { replayed: [], skipped: [] };
+    for (const stage of this.stages(opts.stage)) {
+      await this.browse(stage, async (ch, msg) => {
+        const id = msg.properties.messageId ?? '';
+        if (wanted && !wanted.has(id)) return 'continue';
+        const entry = toEntry(stage, msg);
+        const decoded = decodeMessage(msg.content);
+        if (!decoded.ok) {
+          result.skipped.push({ id, reason: decoded.reason });
+          return 'continue';
+        }
+        await this.reopen(decoded.message.photoId, stage);
+        await this.broker.publishRaw(this.broker.topology.workExchange, entry.originalRoutingKey, msg.content, {
+          headers: { 'x-replayed-from': id, 'x-replayed-at': new Date().toISOString() },
+        });
+        ch.ack(msg); // only after the republish is confirmed
+        result.replayed.push({ id, stage, photoId: entry.photoId });
+        if (wanted) wanted.delete(id);
+        return wanted && wanted.size === 0 ? 'stop' : 'continue';
+      });
+      if (wanted && wanted.size === 0) break;
+    }
+    for (const id of wanted ?? []) result.skipped.push({ id, reason: 'not found in any dead-letter queue' });
+    return result;
+  }
+
+  async purge(stage: StageName): Promise<number> {
+    const ch = await this.broker.openToolChannel();
+    try {
+      const r = await ch.purgeQueue(this.broker.topology.dlq(stage));
+      return r.messageCount;
+    } finally {
+      await ch.close().catch(() => {});
+    }
+  }
+
+  /** Visits each message currently in the stage's DLQ once; unacked ones return to the queue on close. */
+  private async browse(stage: StageName, visit: (ch: ConfirmChannel, msg: GetMessage) => Promise<'continue' | 'stop'>): Promise<void> {
+    const queue = this.broker.topology.dlq(stage);
+    const ch = await this.broker.openToolChannel();
+    try {
+      const { messageCount } = await ch.checkQueue(queue);
+      for (let i = 0; i < messageCount; i++) {
+        const msg = await ch.get(queue, { noAck: false });
+        if (!msg) break;
+        if ((await visit(ch, msg)) === 'stop') break;
+      }
+    } finally {
+      await ch.close().catch(() => {});
+    }
+  }
+}
+
+function toEntry(stage: StageName, msg: GetMessage): DlqEntry {
+  const h = (msg.properties.headers ?? {}) as Record<string, unknown>;
+  const decoded = decodeMessage(msg.content);
+  let body: unknown;
+  try {
+    body = JSON.parse(msg.content.toString('utf8'));
+  } catch {
+    body = msg.content.toString('utf8').slice(0, 500);
+  }
+  // Dead-lettered by the broker itself (delivery limit, reject): no reason headers of ours, only x-death.
+  const brokerReason = str(h['x-first-death-reason']);
+  return {
+    id: msg.properties.messageId ?? `${stage}:${msg.fields.deliveryTag}`,
+    stage,
+    photoId: str(h['x-photo-id']) ?? (decoded.ok ? decoded.message.photoId : null),
+    tenantId: str(h['x-tenant-id']) ?? (decoded.ok ? decoded.message.tenantId : null),
+    errorClass: str(h[H.errorClass]),
+    code: str(h[H.errorCode]) ?? (brokerReason ? `broker_${brokerReason}` : null),
+    reason: str(h[H.reason]) ?? (brokerReason ? `dead-lettered by RabbitMQ: ${brokerReason}` : 'unknown'),
+    attempts: num(h[H.attempts]),
+    firstFailureAt: str(h[H.firstFailureAt]),
+    lastFailureAt: str(h[H.lastFailureAt]),
+    deadLetteredAt: str(h[H.deadLetteredAt]),
+    originalRoutingKey: str(h[H.originalRoutingKey]) ?? stage,
+    body,
+  };
+}

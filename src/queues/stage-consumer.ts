@@ -1,0 +1,279 @@
+import type { ConfirmChannel, ConsumeMessage } from 'amqplib';
+import type { Redis } from 'ioredis';
+import type { Config, StageName } from '../shared/config.js';
+import { classify, coerceError, PipelineError, StageTimeoutError, type ErrorClass } from '../shared/errors.js';
+import type { Logger } from '../shared/logger.js';
+import type { Broker, ConsumerHandle } from './broker.js';
+import { decodeMessage, H, type StageMessage } from './messages.js';
+import { RETRY_LEVEL_HEADER } from './topology.js';
+
+export interface StageContext {
+  log: Logger;
+  /** Aborted when the stage's time limit is reached or the process is shutting down hard. */
+  signal: AbortSignal;
+  attempt: number;
+  maxAttempts: number;
+}
+
+export type StageHandler = (msg: StageMessage, ctx: StageContext) => Promise<void>;
+
+export interface Failure {
+  stage: StageName;
+  errorClass: ErrorClass;
+  code: string;
+  reason: string;
+  attempts: number;
+}
+
+/** Writes a terminal failure where users see it (the photo's status). Must be idempotent. */
+export interface FailureRecorder {
+  recordFailure(msg: StageMessage, failure: Failure): Promise<void>;
+}
+
+interface InFlight {
+  msg: ConsumeMessage;
+  ch: ConfirmChannel;
+  settled: boolean;
+  abort: AbortController;
+}
+
+const MAX_REASON = 1_000;
+
+/**
+ * Runs one stage's handler over its queue. Every outcome is explicit and written once, here:
+ * success -> ack; retryable failure -> republish to a delay queue with attempt+1, then ack;
+ * permanent failure or last attempt -> record the failure, publish to the stage's DLQ, then ack.
+ * The message is acked only after its outcome is durable (confirmed publish / committed row).
+ */
+export class StageConsumer {
+  private readonly inFlight = new Set<InFlight>();
+  private handle: ConsumerHandle | null = null;
+  private readonly settings: { maxAttempts: number; timeoutMs: number; prefetch: number };
+  private readonly log: Logger;
+
+  constructor(
+    private readonly deps: {
+      config: Config;
+      broker: Broker;
+      redis: Redis;
+      recorder: FailureRecorder;
+      log: Logger;
+      stage: StageName;
+      handler: StageHandler;
+      prefetch?: number;
+    },
+  ) {
+    const s = deps.config.stage(deps.stage);
+    this.settings = { ...s, prefetch: deps.prefetch ?? s.prefetch };
+    this.log = deps.log.child({ stage: deps.stage });
+  }
+
+  get inFlightCount(): number {
+    return this.inFlight.size;
+  }
+
+  start(): void {
+    const queue = this.deps.broker.topology.workQueue(this.deps.stage);
+    // Prefetch = in-flight messages per process: the back-pressure bound for this role.
+    this.handle = this.deps.broker.consume(queue, this.settings.prefetch, (msg, ch) => {
+      const entry: InFlight = { msg, ch, settled: false, abort: new AbortController() };
+      this.inFlight.add(entry);
+      void this.process(entry).finally(() => this.inFlight.delete(entry));
+    });
+  }
+
+  /**
+   * Graceful stop: no new deliveries, wait for in-flight handlers up to graceMs, then hand what
+   * is still held back to the broker (nack + requeue) so another worker picks it up.
+   */
+  async stop(graceMs: number): Promise<void> {
+    await this.handle?.cancel();
+    const deadline = Date.now() + graceMs;
+    while (this.inFlight.size > 0 && Date.now() < deadline) await sleep(50);
+    for (const entry of this.inFlight) {
+      entry.abort.abort(new Error('shutting down'));
+      this.settle(entry, 'requeue');
+    }
+  }
+
+  private async process(entry: InFlight): Promise<void> {
+    const { msg } = entry;
+    const started = Date.now();
+    const headers = (msg.properties.headers ?? {}) as Record<string, unknown>;
+    const attempt = positiveInt(headers[H.attempt]) ?? 1;
+    const decoded = decodeMessage(msg.content);
+    if (!decoded.ok) {
+      this.log.warn({ reason: decoded.reason }, 'malformed message: dead-lettering');
+      await this.finishWithFailure(entry, null, { code: 'malformed_message', reason: decoded.reason, errorClass: 'permanent' }, attempt);
+      return;
+    }
+    const message = decoded.message;
+    const log = this.log.child({ photoId: message.photoId, tenantId: message.tenantId, attempt });
+
+    const crashes = await this.previousDeliveries(msg, headers).catch(() => 0);
+    if (crashes >= this.deps.config.CRASH_REDELIVERY_LIMIT) {
+      log.error({ crashes }, 'message was redelivered too often without an outcome: dead-lettering as poison');
+      await this.finishWithFailure(
+        entry,
+        message,
+        { code: 'worker_crashed', reason: `worker stopped ${crashes} times while processing this message in ${this.deps.stage}`, errorClass: 'permanent' },
+        attempt,
+      );
+      return;
+    }
+
+    try {
+      await this.runWithDeadline(entry, message, { log, signal: entry.abort.signal, attempt, maxAttempts: this.settings.maxAttempts });
+      this.settle(entry, 'ack');
+      log.info({ durationMs: Date.now() - started }, 'stage done');
+    } catch (raw) {
+      const err = coerceError(raw);
+      const errorClass = classify(err);
+      const code = err instanceof PipelineError ? err.code : 'unexpected';
+      const reason = truncate(err.message);
+      if (errorClass === 'retryable' && attempt < this.settings.maxAttempts) {
+        log.warn({ err: reason, code, durationMs: Date.now() - started }, 'stage failed; scheduling retry');
+        await this.scheduleRetry(entry, headers, attempt, reason);
+      } else {
+        const level = errorClass === 'permanent' ? 'permanent failure' : `gave up after ${attempt} attempts`;
+        log.error({ err: reason, code, errorClass, stack: code === 'unexpected' ? err.stack : undefined }, `stage failed: ${level}`);
+        await this.finishWithFailure(entry, message, { code, reason, errorClass }, attempt);
+      }
+    }
+  }
+
+  /**
+   * Runs the handler with the stage's time limit. The consumer stops waiting at the deadline even
+   * if the handler ignores its signal, so one stuck file never blocks this process's other messages.
+   */
+  private async runWithDeadline(entry: InFlight, message: StageMessage, ctx: StageContext): Promise<void> {
+    const { timeoutMs } = this.settings;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const err = new StageTimeoutError(this.deps.stage, timeoutMs);
+        entry.abort.abort(err);
+        reject(err);
+      }, timeoutMs);
+    });
+    const work = this.deps.handler(message, ctx);
+    work.catch(() => {}); // if the deadline wins, a later rejection of the abandoned handler is expected
+    try {
+      await Promise.race([work, deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** How many times this message was delivered before without an outcome (its worker died). */
+  private async previousDeliveries(msg: ConsumeMessage, headers: Record<string, unknown>): Promise<number> {
+    const count = headers['x-delivery-count'];
+    if (typeof count === 'number') return count; // quorum queues count returns for us
+    if (!msg.fields.redelivered || !msg.properties.messageId) return 0;
+    const key = `${this.deps.config.REDIS_KEY_PREFIX}redeliveries:${msg.properties.messageId}`;
+    const n = await this.deps.redis.incr(key);
+    await this.deps.redis.expire(key, 24 * 3600);
+    return n;
+  }
+
+  private async scheduleRetry(entry: InFlight, headers: Record<string, unknown>, attempt: number, reason: string): Promise<void> {
+    const { broker, config } = this.deps;
+    const levels = broker.topology.retryLevels;
+    const delays = config.RETRY_DELAYS_MS;
+    const delayMs = delays[Math.min(attempt - 1, delays.length - 1)] ?? 1_000;
+    const level = levels.find((l) => l.delayMs === delayMs) ?? levels[levels.length - 1];
+    const jittered = Math.max(1, Math.round(delayMs * (1 + (Math.random() * 2 - 1) * config.RETRY_JITTER)));
+    const now = new Date().toISOString();
+    try {
+      await broker.publishRaw(broker.topology.retryExchange, this.deps.stage, entry.msg.content, {
+        expiration: String(jittered),
+        messageId: entry.msg.properties.messageId,
+        headers: {
+          ...stripBrokerHeaders(headers),
+          [RETRY_LEVEL_HEADER]: level?.label,
+          [H.attempt]: attempt + 1,
+          [H.firstFailureAt]: headers[H.firstFailureAt] ?? now,
+          [H.lastFailureAt]: now,
+          [H.lastError]: reason,
+        },
+      });
+      this.settle(entry, 'ack');
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'could not schedule retry; returning message to the queue');
+      this.settle(entry, 'requeue');
+    }
+  }
+
+  private async finishWithFailure(
+    entry: InFlight,
+    message: StageMessage | null,
+    f: { code: string; reason: string; errorClass: ErrorClass },
+    attempt: number,
+  ): Promise<void> {
+    const { broker, recorder } = this.deps;
+    const headers = (entry.msg.properties.headers ?? {}) as Record<string, unknown>;
+    const now = new Date().toISOString();
+    const reason = truncate(f.reason);
+    try {
+      if (message) await recorder.recordFailure(message, { stage: this.deps.stage, errorClass: f.errorClass, code: f.code, reason, attempts: attempt });
+      await broker.publishRaw(broker.topology.deadLetterExchange, this.deps.stage, entry.msg.content, {
+        contentType: entry.msg.properties.contentType ?? 'application/json',
+        headers: {
+          ...stripBrokerHeaders(headers),
+          [H.stage]: this.deps.stage,
+          [H.errorClass]: f.errorClass,
+          [H.errorCode]: f.code,
+          [H.reason]: reason,
+          [H.attempts]: attempt,
+          [H.firstFailureAt]: headers[H.firstFailureAt] ?? now,
+          [H.lastFailureAt]: now,
+          [H.originalRoutingKey]: this.deps.stage,
+          [H.deadLetteredAt]: now,
+          'x-photo-id': message?.photoId,
+          'x-tenant-id': message?.tenantId,
+        },
+      });
+      this.settle(entry, 'ack');
+    } catch (err) {
+      // Neither the failure nor the dead letter may be lost: give the message back and try again.
+      this.log.warn({ err: (err as Error).message }, 'could not record failure; returning message to the queue');
+      await sleep(1_000);
+      this.settle(entry, 'requeue');
+    }
+  }
+
+  private settle(entry: InFlight, outcome: 'ack' | 'requeue'): void {
+    if (entry.settled) return;
+    entry.settled = true;
+    try {
+      if (outcome === 'ack') entry.ch.ack(entry.msg);
+      else entry.ch.nack(entry.msg, false, true);
+    } catch (err) {
+      // The delivering channel is gone (broker restart); the broker redelivers the message itself.
+      this.log.debug({ err: (err as Error).message }, 'could not settle message on a closed channel');
+    }
+  }
+}
+
+/** Broker-managed headers must not be copied onto a republished message. */
+function stripBrokerHeaders(headers: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(headers)) {
+    if (k === 'x-death' || k === 'x-delivery-count' || k.startsWith('x-first-death') || k.startsWith('x-last-death')) continue;
+    out[k] = v;
+  }
+  return out;
+}
+
+function positiveInt(v: unknown): number | undefined {
+  const n = typeof v === 'number' ? v : typeof v === 'string' ? Number(v) : NaN;
+  return Number.isInteger(n) && n > 0 ? n : undefined;
+}
+
+function truncate(s: string): string {
+  return s.length > MAX_REASON ? `${s.slice(0, MAX_REASON)}…` : s;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

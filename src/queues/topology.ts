@@ -1,0 +1,133 @@
+import type { Channel } from 'amqplib';
+import { STAGES, type Config, type StageName } from '../shared/config.js';
+
+/**
+ * The RabbitMQ topology, declared idempotently by every process at start-up (and again after
+ * every reconnect) and exported to infra/rabbitmq/definitions.json for the management UI.
+ *
+ *   <p>            direct   routing key = stage      -> queue <p>.<stage>          (work)
+ *   <p>.retry      headers  x-retry-level = <label>  -> queue <p>.retry.<label>    (delay; expired
+ *                                                      messages dead-letter back to <p> with
+ *                                                      their stage routing key)
+ *   <p>.dlx        direct   routing key = stage      -> queue <p>.dlq.<stage>      (dead letters)
+ */
+
+export interface QueueSpec {
+  name: string;
+  arguments: Record<string, unknown>;
+}
+export interface BindingSpec {
+  exchange: string;
+  queue: string;
+  routingKey: string;
+  arguments?: Record<string, unknown>;
+}
+export interface Topology {
+  workExchange: string;
+  retryExchange: string;
+  deadLetterExchange: string;
+  exchanges: { name: string; type: 'direct' | 'headers' }[];
+  queues: QueueSpec[];
+  bindings: BindingSpec[];
+  workQueue: (stage: StageName) => string;
+  dlq: (stage: StageName) => string;
+  retryLevels: { label: string; delayMs: number; queue: string }[];
+}
+
+export const RETRY_LEVEL_HEADER = 'x-retry-level';
+
+export function delayLabel(ms: number): string {
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  if (ms % 1_000 === 0) return `${ms / 1_000}s`;
+  return `${ms}ms`;
+}
+
+export function buildTopology(config: Pick<Config, 'AMQP_PREFIX' | 'QUEUE_TYPE' | 'QUEUE_DELIVERY_LIMIT' | 'RETRY_DELAYS_MS'>): Topology {
+  const p = config.AMQP_PREFIX;
+  const workExchange = p;
+  const retryExchange = `${p}.retry`;
+  const deadLetterExchange = `${p}.dlx`;
+  const quorum = config.QUEUE_TYPE === 'quorum';
+  const typeArgs = { 'x-queue-type': config.QUEUE_TYPE };
+
+  const workQueue = (stage: StageName) => `${p}.${stage}`;
+  const dlq = (stage: StageName) => `${p}.dlq.${stage}`;
+  const retryLevels = [...new Set(config.RETRY_DELAYS_MS)].map((delayMs) => ({
+    label: delayLabel(delayMs),
+    delayMs,
+    queue: `${p}.retry.${delayLabel(delayMs)}`,
+  }));
+
+  const queues: QueueSpec[] = [];
+  const bindings: BindingSpec[] = [];
+  for (const stage of STAGES) {
+    queues.push({
+      name: workQueue(stage),
+      arguments: {
+        ...typeArgs,
+        // Rejected messages and (quorum) messages past the delivery limit go to the stage's DLQ.
+        'x-dead-letter-exchange': deadLetterExchange,
+        ...(quorum ? { 'x-delivery-limit': config.QUEUE_DELIVERY_LIMIT } : {}),
+      },
+    });
+    bindings.push({ exchange: workExchange, queue: workQueue(stage), routingKey: stage });
+    queues.push({ name: dlq(stage), arguments: { ...typeArgs } });
+    bindings.push({ exchange: deadLetterExchange, queue: dlq(stage), routingKey: stage });
+  }
+  for (const level of retryLevels) {
+    queues.push({
+      name: level.queue,
+      arguments: {
+        ...typeArgs,
+        'x-dead-letter-exchange': workExchange,
+        // Quorum queues dead-letter at-most-once by default; at-least-once needs reject-publish overflow.
+        ...(quorum ? { 'x-dead-letter-strategy': 'at-least-once', 'x-overflow': 'reject-publish' } : {}),
+      },
+    });
+    bindings.push({
+      exchange: retryExchange,
+      queue: level.queue,
+      routingKey: '',
+      arguments: { 'x-match': 'all', [RETRY_LEVEL_HEADER]: level.label },
+    });
+  }
+
+  return {
+    workExchange,
+    retryExchange,
+    deadLetterExchange,
+    exchanges: [
+      { name: workExchange, type: 'direct' },
+      { name: retryExchange, type: 'headers' },
+      { name: deadLetterExchange, type: 'direct' },
+    ],
+    queues,
+    bindings,
+    workQueue,
+    dlq,
+    retryLevels,
+  };
+}
+
+export async function declareTopology(ch: Channel, t: Topology): Promise<void> {
+  for (const ex of t.exchanges) await ch.assertExchange(ex.name, ex.type, { durable: true });
+  for (const q of t.queues) await ch.assertQueue(q.name, { durable: true, arguments: q.arguments });
+  for (const b of t.bindings) await ch.bindQueue(b.queue, b.exchange, b.routingKey, b.arguments);
+}
+
+/** The same topology in the management plugin's definitions format (import in the UI or with rabbitmqadmin). */
+export function toDefinitions(t: Topology, vhost = '/'): Record<string, unknown> {
+  return {
+    exchanges: t.exchanges.map((e) => ({ name: e.name, vhost, type: e.type, durable: true, auto_delete: false, internal: false, arguments: {} })),
+    queues: t.queues.map((q) => ({ name: q.name, vhost, durable: true, auto_delete: false, arguments: q.arguments })),
+    bindings: t.bindings.map((b) => ({
+      source: b.exchange,
+      vhost,
+      destination: b.queue,
+      destination_type: 'queue',
+      routing_key: b.routingKey,
+      arguments: b.arguments ?? {},
+    })),
+  };
+}

@@ -1,0 +1,160 @@
+import { z } from 'zod';
+
+/**
+ * The whole configuration of every photopipe process, read once from the environment at
+ * start-up. A bad value stops the process with a message naming the variable.
+ */
+
+export const STAGES = ['ingest', 'exif', 'geocode', 'frame', 'thumbnail', 'upload'] as const;
+export type StageName = (typeof STAGES)[number];
+
+const intFromEnv = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce.number().int().min(min).max(max);
+
+const boolFromEnv = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const msList = z
+  .string()
+  .transform((s, ctx) => {
+    const parts = s.split(',').map((p) => p.trim()).filter(Boolean).map(Number);
+    if (parts.length === 0 || parts.some((n) => !Number.isInteger(n) || n <= 0)) {
+      ctx.addIssue({ code: 'custom', message: 'expected a comma-separated list of positive integers (milliseconds)' });
+      return z.NEVER;
+    }
+    return parts;
+  });
+
+/** "frame=3,upload=8" -> { frame: 3, upload: 8 }; stage names are checked. */
+const perStageInts = z.string().transform((s, ctx) => {
+  const out: Partial<Record<StageName, number>> = {};
+  for (const part of s.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const [name, raw] = part.split('=');
+    const value = Number(raw);
+    if (!name || !(STAGES as readonly string[]).includes(name) || !Number.isInteger(value) || value <= 0) {
+      ctx.addIssue({ code: 'custom', message: `bad entry "${part}": expected stage=positiveInteger with stage one of ${STAGES.join(', ')}` });
+      return z.NEVER;
+    }
+    out[name as StageName] = value;
+  }
+  return out;
+});
+
+const envSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+
+  HOST: z.string().default('0.0.0.0'),
+  PORT: intFromEnv(0, 65535).default(8080),
+  PUBLIC_BASE_URL: z.url().optional(),
+
+  DATABASE_URL: z.string().url().default('postgres://postgres@127.0.0.1:5432/photopipe'),
+  DATABASE_POOL_MAX: intFromEnv(1, 200).default(10),
+  DATABASE_STATEMENT_TIMEOUT_MS: intFromEnv(100).default(15_000),
+
+  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  REDIS_KEY_PREFIX: z.string().min(1).default('photopipe:'),
+  REDIS_COMMAND_TIMEOUT_MS: intFromEnv(50).default(5_000),
+  BLOB_TTL_SECONDS: intFromEnv(60).default(24 * 3600),
+
+  AMQP_URL: z.string().url().default('amqp://guest:guest@127.0.0.1:5672'),
+  AMQP_PREFIX: z.string().regex(/^[a-zA-Z0-9_.-]+$/).default('photopipe'),
+  QUEUE_TYPE: z.enum(['quorum', 'classic']).default('quorum'),
+  AMQP_PUBLISH_TIMEOUT_MS: intFromEnv(100).default(5_000),
+  AMQP_HEARTBEAT_SECONDS: intFromEnv(1, 600).default(15),
+  /** Quorum queues only: the broker dead-letters a message after this many deliveries (a crash loop backstop). */
+  QUEUE_DELIVERY_LIMIT: intFromEnv(2, 1000).default(10),
+
+  S3_ENDPOINT: z.string().url().optional(),
+  S3_REGION: z.string().default('us-east-1'),
+  S3_BUCKET: z.string().min(3).default('photopipe'),
+  S3_ACCESS_KEY_ID: z.string().optional(),
+  S3_SECRET_ACCESS_KEY: z.string().optional(),
+  S3_FORCE_PATH_STYLE: boolFromEnv.default(true),
+  /** Base URL under which public renditions are served; defaults to endpoint/bucket (path style). */
+  S3_PUBLIC_BASE_URL: z.string().url().optional(),
+  S3_TIMEOUT_MS: intFromEnv(100).default(15_000),
+  S3_PRESIGN_TTL_SECONDS: intFromEnv(10, 7 * 24 * 3600).default(900),
+  /** Used by `npm start` only, when S3_ENDPOINT is unset: the local S3-compatible server. */
+  LOCAL_S3_PORT: intFromEnv(0, 65535).default(9000),
+  LOCAL_S3_DIR: z.string().default('.local/s3'),
+
+  UPLOAD_MAX_BYTES: intFromEnv(1).default(25 * 1024 * 1024),
+  MAX_INPUT_PIXELS: intFromEnv(1).default(75_000_000),
+  FRAME_MAX_BYTES: intFromEnv(1).default(5 * 1024 * 1024),
+
+  RETRY_DELAYS_MS: msList.default([1_000, 5_000, 30_000, 120_000, 600_000]),
+  RETRY_JITTER: z.coerce.number().min(0).max(0.9).default(0.2),
+  MAX_ATTEMPTS: intFromEnv(1, 100).default(6),
+  STAGE_MAX_ATTEMPTS: perStageInts.default({}),
+  STAGE_TIMEOUT_MS: perStageInts.default({}),
+  STAGE_PREFETCH: perStageInts.default({}),
+  /** A message redelivered this many times without an outcome (its worker died each time) is dead-lettered. */
+  CRASH_REDELIVERY_LIMIT: intFromEnv(1, 100).default(3),
+
+  SHED_REDIS_MAX_BYTES: intFromEnv(0).default(0),
+  SHED_INGEST_QUEUE_MAX: intFromEnv(0).default(0),
+  SHED_CHECK_INTERVAL_MS: intFromEnv(50).default(1_000),
+
+  SHUTDOWN_GRACE_MS: intFromEnv(100).default(15_000),
+
+  ADMIN_API_KEY: z.string().min(16).optional(),
+
+  SUPERVISOR_INITIAL_BACKOFF_MS: intFromEnv(10).default(1_000),
+  SUPERVISOR_MAX_BACKOFF_MS: intFromEnv(10).default(30_000),
+  SUPERVISOR_CRASH_LIMIT: intFromEnv(1).default(5),
+  SUPERVISOR_CRASH_WINDOW_MS: intFromEnv(1_000).default(60_000),
+
+  RECONCILE_INTERVAL_MS: intFromEnv(1_000).default(60_000),
+  /** Must exceed the longest retry delay, or photos waiting in a delay queue look stuck. */
+  RECONCILE_STALE_MS: intFromEnv(1_000).default(15 * 60_000),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+export interface Config extends Env {
+  readonly stage: (name: StageName) => { maxAttempts: number; timeoutMs: number; prefetch: number };
+}
+
+/** Defaults sized from measurements on a 2-core machine: a 60 MP JPEG decode+resize takes ~2 s, a 12 MP HEIC ~2 s. */
+const DEFAULT_STAGE_TIMEOUT_MS: Record<StageName, number> = {
+  ingest: 60_000,
+  exif: 20_000,
+  geocode: 20_000,
+  frame: 60_000,
+  thumbnail: 60_000,
+  upload: 60_000,
+};
+
+/** In-flight messages per process: CPU-bound roles keep it small and scale by processes. */
+const DEFAULT_PREFETCH: Record<StageName, number> = {
+  ingest: 4,
+  exif: 8,
+  geocode: 16,
+  frame: 2,
+  thumbnail: 2,
+  upload: 8,
+};
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  const config: Config = {
+    ...e,
+    stage: (name) => ({
+      maxAttempts: e.STAGE_MAX_ATTEMPTS[name] ?? e.MAX_ATTEMPTS,
+      timeoutMs: e.STAGE_TIMEOUT_MS[name] ?? DEFAULT_STAGE_TIMEOUT_MS[name],
+      prefetch: e.STAGE_PREFETCH[name] ?? DEFAULT_PREFETCH[name],
+    }),
+  };
+  return Object.freeze(config);
+}

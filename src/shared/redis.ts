@@ -1,0 +1,30 @@
+import { Redis } from 'ioredis';
+import type { Config } from './config.js';
+import type { Logger } from './logger.js';
+
+/**
+ * A Redis client that fails fast while Redis is down instead of queueing commands forever:
+ * the API must answer 503 at once, and a worker must turn the failure into a retry.
+ * It reconnects by itself (ioredis' retryStrategy) with a capped backoff.
+ */
+export function createRedis(config: Config, log: Logger, name: string): Redis {
+  const redis = new Redis(config.REDIS_URL, {
+    connectionName: name,
+    commandTimeout: config.REDIS_COMMAND_TIMEOUT_MS,
+    connectTimeout: 5_000,
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: false,
+    retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 6), 3_000),
+  });
+  // Without an 'error' listener ioredis logs every failed reconnect attempt itself; route them
+  // through our logger at a level that does not flood while Redis restarts.
+  let lastLogged = 0;
+  redis.on('error', (err: Error) => {
+    const now = Date.now();
+    if (now - lastLogged > 5_000) {
+      lastLogged = now;
+      log.warn({ err: err.message, client: name }, 'redis error (reconnecting)');
+    }
+  });
+  return redis;
+}

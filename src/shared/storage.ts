@@ -1,0 +1,117 @@
+import {
+  CreateBucketCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+} from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { PermanentError, RetryableError } from './errors.js';
+import type { Config } from './config.js';
+
+export interface PutObjectInput {
+  key: string;
+  body: Buffer;
+  contentType: string;
+  visibility: 'public' | 'private';
+  cacheControl?: string;
+}
+
+/** Object storage for originals and renditions. Every call has a timeout; failures come back typed. */
+export class Storage {
+  private readonly client: S3Client;
+  readonly bucket: string;
+  private readonly publicBase: string;
+
+  constructor(private readonly config: Config) {
+    if (!config.S3_ENDPOINT) throw new Error('S3_ENDPOINT is not set (npm start sets it when it starts the local S3 server)');
+    this.bucket = config.S3_BUCKET;
+    this.client = new S3Client({
+      endpoint: config.S3_ENDPOINT,
+      region: config.S3_REGION,
+      forcePathStyle: config.S3_FORCE_PATH_STYLE,
+      // Without explicit keys the SDK's default chain applies (instance roles, AWS_* variables).
+      credentials:
+        config.S3_ACCESS_KEY_ID && config.S3_SECRET_ACCESS_KEY
+          ? { accessKeyId: config.S3_ACCESS_KEY_ID, secretAccessKey: config.S3_SECRET_ACCESS_KEY }
+          : undefined,
+      maxAttempts: 1, // retries belong to the pipeline (backoff through RabbitMQ), not to a blocked handler
+      requestHandler: { requestTimeout: config.S3_TIMEOUT_MS, connectionTimeout: 5_000 },
+    });
+    const base = config.S3_PUBLIC_BASE_URL ?? `${config.S3_ENDPOINT.replace(/\/$/, '')}/${this.bucket}`;
+    this.publicBase = base.replace(/\/$/, '');
+  }
+
+  publicUrl(key: string): string {
+    return `${this.publicBase}/${key.split('/').map(encodeURIComponent).join('/')}`;
+  }
+
+  async put(input: PutObjectInput, signal?: AbortSignal): Promise<void> {
+    await this.call(
+      () =>
+        this.client.send(
+          new PutObjectCommand({
+            Bucket: this.bucket,
+            Key: input.key,
+            Body: input.body,
+            ContentType: input.contentType,
+            ContentLength: input.body.length,
+            CacheControl: input.cacheControl,
+            ACL: input.visibility === 'public' ? 'public-read' : 'private',
+          }),
+          { abortSignal: signal },
+        ),
+      `put ${input.key}`,
+    );
+  }
+
+  async get(key: string, signal?: AbortSignal): Promise<Buffer> {
+    return this.call(async () => {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal: signal });
+      if (!out.Body) throw new RetryableError('s3_empty_body', `empty body for ${key}`);
+      return Buffer.from(await out.Body.transformToByteArray());
+    }, `get ${key}`);
+  }
+
+  presignGet(key: string): Promise<string> {
+    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: key }), {
+      expiresIn: this.config.S3_PRESIGN_TTL_SECONDS,
+    });
+  }
+
+  async ping(signal?: AbortSignal): Promise<void> {
+    await this.call(() => this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: signal }), 'head bucket');
+  }
+
+  /** Creates the bucket if missing (local servers, first start). */
+  async ensureBucket(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+    } catch {
+      await this.call(() => this.client.send(new CreateBucketCommand({ Bucket: this.bucket })), 'create bucket');
+    }
+  }
+
+  close(): void {
+    this.client.destroy();
+  }
+
+  private async call<T>(fn: () => Promise<T>, what: string): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof S3ServiceException) {
+        const status = err.$metadata.httpStatusCode ?? 0;
+        // 4xx other than throttling/timeouts mean the request itself is wrong: retrying will not help.
+        if (status >= 400 && status < 500 && status !== 408 && status !== 429) {
+          throw new PermanentError('s3_rejected', `S3 ${what}: ${status} ${err.name}`, { cause: err });
+        }
+        throw new RetryableError('s3_unavailable', `S3 ${what}: ${status || 'no status'} ${err.name}`, { cause: err });
+      }
+      if (err instanceof PermanentError || err instanceof RetryableError) throw err;
+      // Socket errors, timeouts, aborts: the store may be back later.
+      throw new RetryableError('s3_unreachable', `S3 ${what}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+}

@@ -1,0 +1,54 @@
+import type { StageName } from '../shared/config.js';
+import { PermanentError } from '../shared/errors.js';
+import type { PhotoRow, StageCompletion } from '../db/photo-repo.js';
+import type { StageMessage } from '../queues/messages.js';
+import type { StageContext } from '../queues/stage-consumer.js';
+import type { WorkerDeps } from './worker-deps.js';
+
+/**
+ * The pipeline's shape in one place:
+ *   ingest -> exif -> (geocode, when the photo has GPS)
+ *          -> frame     \
+ *          -> thumbnail  > upload (once both renditions exist)
+ * A photo is complete when no stage is pending; the blobs are deleted at that moment.
+ */
+export const FAN_OUT_AFTER_INGEST: StageName[] = ['exif', 'frame', 'thumbnail'];
+export const STAGES_AFTER_INGEST: StageName[] = ['exif', 'frame', 'thumbnail', 'upload'];
+
+/** Loads the photo a message names and decides whether the stage still has work to do. */
+export async function loadForStage(
+  deps: WorkerDeps,
+  stage: StageName,
+  msg: StageMessage,
+): Promise<{ photo: PhotoRow; alreadyDone: boolean } | null> {
+  const photo = await deps.photos.get(msg.photoId);
+  if (!photo) throw new PermanentError('unknown_photo', `no photo ${msg.photoId}`);
+  if (photo.tenantId !== msg.tenantId) throw new PermanentError('tenant_mismatch', `photo ${msg.photoId} does not belong to tenant ${msg.tenantId}`);
+  if (photo.status === 'duplicate') return null; // a duplicate gets no further work
+  return { photo, alreadyDone: photo.stages[stage] === 'done' };
+}
+
+/**
+ * Publishes what follows a finished stage and cleans up on completion. Runs again when a stage
+ * is redelivered after it already finished (a crash between commit and ack): every downstream
+ * stage is idempotent, so publishing twice is harmless, while never publishing would strand the photo.
+ */
+export async function afterStage(deps: WorkerDeps, stage: StageName, msg: StageMessage, row: PhotoRow, ctx: StageContext): Promise<void> {
+  const next: StageName[] = [];
+  const s = row.stages;
+  if (stage === 'ingest') next.push(...FAN_OUT_AFTER_INGEST.filter((n) => s[n] !== 'done'));
+  if (stage === 'exif' && s.geocode === 'pending') next.push('geocode');
+  if ((stage === 'frame' || stage === 'thumbnail') && s.frame === 'done' && s.thumbnail === 'done' && s.upload !== 'done') next.push('upload');
+  for (const n of next) await deps.broker.publishToStage(n, msg);
+  if (next.length > 0) ctx.log.debug({ next }, 'published next stages');
+}
+
+export async function onStageCompleted(deps: WorkerDeps, stage: StageName, msg: StageMessage, result: StageCompletion | null, ctx: StageContext): Promise<void> {
+  if (!result) throw new PermanentError('unknown_photo', `photo ${msg.photoId} disappeared`);
+  await afterStage(deps, stage, msg, result.row, ctx);
+  if (result.justCompleted) {
+    // Every stage that reads the bytes is done: drop them now rather than at TTL.
+    await deps.blobs.delete(msg.photoId, ['raw', 'work', 'framed', 'thumbnail']);
+    ctx.log.info({ totalMs: Date.now() - result.row.createdAt.getTime() }, 'photo complete');
+  }
+}

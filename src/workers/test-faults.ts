@@ -1,0 +1,40 @@
+import { z } from 'zod';
+import { STAGES, type StageName } from '../shared/config.js';
+import { RetryableError } from '../shared/errors.js';
+import type { StageHandler } from '../queues/stage-consumer.js';
+
+/**
+ * Fault injection for the test harness only. Read from PHOTOPIPE_TEST_FAULTS and honoured only
+ * when NODE_ENV=test, so it can never be switched on in production by accident.
+ *   {"frame": {"failFirst": 2}}   retryable failure on attempts 1..2
+ *   {"upload": {"always": true}}  retryable failure on every attempt
+ *   {"thumbnail": {"hang": true}} never settles and ignores its AbortSignal
+ *   {"exif": {"exitOnStart": true}} the role's process exits with code 3 at start-up
+ */
+const faultSchema = z.object({
+  failFirst: z.number().int().min(0).optional(),
+  always: z.boolean().optional(),
+  hang: z.boolean().optional(),
+  exitOnStart: z.boolean().optional(),
+});
+const faultsSchema = z.partialRecord(z.enum(STAGES), faultSchema);
+export type StageFault = z.infer<typeof faultSchema>;
+
+export function readTestFaults(env: NodeJS.ProcessEnv): Partial<Record<StageName, StageFault>> {
+  const raw = env.PHOTOPIPE_TEST_FAULTS;
+  if (!raw) return {};
+  if (env.NODE_ENV !== 'test') throw new Error('PHOTOPIPE_TEST_FAULTS is set but NODE_ENV is not "test": refusing to inject faults');
+  return faultsSchema.parse(JSON.parse(raw));
+}
+
+export function withFault(handler: StageHandler, fault: StageFault | undefined): StageHandler {
+  if (!fault) return handler;
+  return async (msg, ctx) => {
+    if (fault.hang) return new Promise<void>(() => {});
+    if (fault.always) throw new RetryableError('injected_fault', 'injected failure (always)');
+    if (fault.failFirst !== undefined && ctx.attempt <= fault.failFirst) {
+      throw new RetryableError('injected_fault', `injected failure on attempt ${ctx.attempt}`);
+    }
+    return handler(msg, ctx);
+  };
+}
