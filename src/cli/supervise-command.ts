@@ -33,6 +33,7 @@ function stopOnSignal(sup: Supervisor, log: Logger): void {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('exit', () => sup.killAll());
 }
 
 async function declareOnce(config: Config): Promise<void> {

@@ -51,6 +51,15 @@ export function installShutdown(log: Logger, releasers: Releasers, onStop?: () =
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  if (process.env.PHOTOPIPE_SUPERVISED === '1') {
+    // Started by the supervisor in a process group of its own: if the supervisor dies
+    // (kill -9), this process is re-parented; shut down instead of running on unsupervised.
+    const parent = process.ppid;
+    const timer = setInterval(() => {
+      if (process.ppid !== parent) stop('parent-exit');
+    }, 1_000);
+    timer.unref();
+  }
   process.on('uncaughtException', (err) => {
     log.fatal({ err: err.message, stack: err.stack }, 'uncaught exception');
     process.exit(1);

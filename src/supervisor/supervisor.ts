@@ -67,7 +67,13 @@ export class Supervisor {
   private spawn(slot: Slot): void {
     slot.timer = null;
     if (this.stopping) return;
-    const child = spawn(slot.spec.command, slot.spec.args, { env: slot.spec.env ?? process.env, stdio: ['ignore', 'inherit', 'pipe'] });
+    // Each child gets its own process group: Ctrl-C in a terminal reaches only the supervisor,
+    // which then stops every child exactly once (a second signal would mean "exit now").
+    const child = spawn(slot.spec.command, slot.spec.args, {
+      env: { ...(slot.spec.env ?? process.env), PHOTOPIPE_SUPERVISED: '1' },
+      stdio: ['ignore', 'inherit', 'pipe'],
+      detached: true,
+    });
     slot.child = child;
     slot.startedAt = Date.now();
     child.stderr?.on('data', (chunk: Buffer) => {
@@ -105,6 +111,11 @@ export class Supervisor {
     slot.restarts += 1;
     this.o.log.warn({ role: slot.spec.role, code, signal, upMs, restarts: slot.restarts, restartInMs: delay }, 'process exited unexpectedly; restarting');
     slot.timer = setTimeout(() => this.spawn(slot), delay);
+  }
+
+  /** Last resort if the supervisor itself exits abruptly: no orphaned children. */
+  killAll(): void {
+    for (const slot of this.slots) slot.child?.kill('SIGKILL');
   }
 
   /** SIGTERM to every child; SIGKILL to those still running after the grace period. */
