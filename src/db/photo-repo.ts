@@ -173,18 +173,20 @@ export class PhotoRepo {
   ): Promise<StageCompletion | null> {
     const f = opts.fields ?? {};
     const setStages = { ...(opts.setStages ?? {}), [stage]: 'done' };
+    // The locking read in `old` waits for a concurrent finisher and then sees its committed
+    // stages (a plain read in the same statement would see the older snapshot and lose its write).
     const { rows } = await this.db.query(
-      `WITH old AS (SELECT id, status FROM photos WHERE id = $1 FOR UPDATE),
-       merged AS (
-         SELECT p.id, ($2::jsonb || p.stages || $3::jsonb) AS stages FROM photos p JOIN old ON old.id = p.id)
+      `WITH old AS (SELECT id, status, stages FROM photos WHERE id = $1 FOR UPDATE),
+       merged AS (SELECT id, status AS old_status, ($2::jsonb || stages || $3::jsonb) AS stages FROM old),
+       fin AS (
+         SELECT id, old_status, stages,
+           (old_status = 'processing' AND NOT EXISTS (
+              SELECT 1 FROM jsonb_each_text(merged.stages) s WHERE s.value NOT IN ('done', 'skipped'))) AS completes
+         FROM merged)
        UPDATE photos p SET
-         stages = merged.stages,
-         status = CASE WHEN p.status = 'processing' AND NOT EXISTS (
-                         SELECT 1 FROM jsonb_each_text(merged.stages) s WHERE s.value NOT IN ('done', 'skipped'))
-                       THEN 'complete' ELSE p.status END,
-         completed_at = CASE WHEN p.status = 'processing' AND NOT EXISTS (
-                         SELECT 1 FROM jsonb_each_text(merged.stages) s WHERE s.value NOT IN ('done', 'skipped'))
-                       THEN now() ELSE p.completed_at END,
+         stages = fin.stages,
+         status = CASE WHEN fin.completes THEN 'complete' ELSE fin.old_status END,
+         completed_at = CASE WHEN fin.completes THEN now() ELSE p.completed_at END,
          exif = CASE WHEN $4::boolean THEN $5::jsonb ELSE p.exif END,
          exif_raw = CASE WHEN $4::boolean THEN $6::jsonb ELSE p.exif_raw END,
          gps_lat = CASE WHEN $4::boolean THEN $7::double precision ELSE p.gps_lat END,
@@ -192,9 +194,9 @@ export class PhotoRepo {
          gps_alt = CASE WHEN $4::boolean THEN $9::double precision ELSE p.gps_alt END,
          place = CASE WHEN $10::boolean THEN $11::jsonb ELSE p.place END,
          updated_at = now(), progressed_at = now()
-       FROM merged, old
-       WHERE p.id = merged.id
-       RETURNING ${COLUMNS.split(',').map((c) => `p.${c.trim()}`).join(', ')}, old.status AS old_status`,
+       FROM fin
+       WHERE p.id = fin.id
+       RETURNING ${COLUMNS.split(',').map((c) => `p.${c.trim()}`).join(', ')}, fin.completes AS just_completed`,
       [
         id,
         JSON.stringify(opts.initStages ?? {}),
@@ -212,7 +214,7 @@ export class PhotoRepo {
     const r = rows[0];
     if (!r) return null;
     const row = toRow(r);
-    return { row, justCompleted: r.old_status !== 'complete' && row.status === 'complete' };
+    return { row, justCompleted: r.just_completed === true };
   }
 
   /** Terminal failure of a stage; a photo that already completed or is a duplicate keeps that outcome. */

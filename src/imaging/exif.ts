@@ -81,7 +81,7 @@ function gpsFix(o: Record<string, unknown>): GpsFix | null {
 function cleanString(v: unknown): string | null {
   if (typeof v !== 'string') return null;
   // eslint-disable-next-line no-control-regex
-  const s = v.replace(/[\u0000-\u001f\u007f]/g, '').trim();
+  const s = v.replace(/[\u0000-\u001f\u007f]+/g, ' ').replace(/\s+/g, ' ').trim();
   return s.length === 0 ? null : s.slice(0, 200);
 }
 
