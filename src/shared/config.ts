@@ -91,7 +91,7 @@ const envSchema = z.object({
   STAGE_TIMEOUT_MS: perStageInts.default({}),
   STAGE_PREFETCH: perStageInts.default({}),
   /** A message redelivered this many times without an outcome (its worker died each time) is dead-lettered. */
-  CRASH_REDELIVERY_LIMIT: intFromEnv(1, 100).default(3),
+  CRASH_REDELIVERY_LIMIT: intFromEnv(1, 100).default(5),
 
   SHED_REDIS_MAX_BYTES: intFromEnv(0).default(0),
   SHED_INGEST_QUEUE_MAX: intFromEnv(0).default(0),
