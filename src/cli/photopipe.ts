@@ -1,5 +1,5 @@
 import { writeFileSync } from 'node:fs';
-import { STAGES, ConfigError, loadConfig, type Config, type StageName } from '../shared/config.js';
+import { STAGES, ConfigError, loadConfig, longestRetryDelayMs, type Config, type StageName } from '../shared/config.js';
 import { createLogger } from '../shared/logger.js';
 import { createDb } from '../shared/db.js';
 import { createRedis } from '../shared/redis.js';
@@ -124,6 +124,12 @@ async function main(argv: string[]): Promise<void> {
       );
       releasers.add('loop', async () => loop.stop());
       installShutdown(log, releasers);
+      if (config.RECONCILE_STALE_MS <= longestRetryDelayMs(config)) {
+        log.warn(
+          { staleMs: config.RECONCILE_STALE_MS, longestRetryDelayMs: longestRetryDelayMs(config) },
+          'RECONCILE_STALE_MS is below the longest retry delay: photos waiting for a retry will be republished early (harmless, stages are idempotent, but wasted work)',
+        );
+      }
       log.info({ intervalMs: config.RECONCILE_INTERVAL_MS, staleMs: config.RECONCILE_STALE_MS }, 'reconciler started');
       return;
     }

@@ -103,8 +103,7 @@ const MAX_ARRAY = 64;
 function sanitise(v: unknown, depth: number): unknown {
   if (v === null || v === undefined) return null;
   if (typeof v === 'string') {
-    // eslint-disable-next-line no-control-regex
-    const s = v.replace(/\u0000/g, '');
+    const s = v.replaceAll('\u0000', '');
     return s.length > MAX_STRING ? `${s.slice(0, MAX_STRING)}…` : s;
   }
   if (typeof v === 'number') return Number.isFinite(v) ? v : null;
@@ -119,7 +118,7 @@ function sanitise(v: unknown, depth: number): unknown {
     let n = 0;
     for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
       if (n++ >= MAX_KEYS) break;
-      out[k.replace(/\u0000/g, '').slice(0, 100)] = sanitise(x, depth + 1);
+      out[k.replaceAll('\u0000', '').slice(0, 100)] = sanitise(x, depth + 1);
     }
     return out;
   }

@@ -74,6 +74,14 @@ const envSchema = z.object({
   S3_FORCE_PATH_STYLE: boolFromEnv.default(true),
   /** Base URL under which public renditions are served; defaults to endpoint/bucket (path style). */
   S3_PUBLIC_BASE_URL: z.string().url().optional(),
+  /**
+   * Send canned ACLs (public-read / private) with each object. Turn off for buckets with ACLs
+   * disabled (the AWS default since 2023) and MinIO, and grant public reads of the renditions
+   * with a bucket policy on keys *\/*\/framed.jpg and *\/*\/thumbnail.jpg instead.
+   */
+  S3_OBJECT_ACLS: boolFromEnv.default(true),
+  /** Endpoint presigned URLs are made for, when clients reach S3 under another name than the workers (e.g. in compose). */
+  S3_PRESIGN_ENDPOINT: z.string().url().optional(),
   S3_TIMEOUT_MS: intFromEnv(100).default(15_000),
   S3_PRESIGN_TTL_SECONDS: intFromEnv(10, 7 * 24 * 3600).default(900),
   /** Used by `npm start` only, when S3_ENDPOINT is unset: the local S3-compatible server. */
@@ -141,8 +149,15 @@ export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
+/** The longest a message may wait in a delay queue, jitter included. */
+export function longestRetryDelayMs(c: Pick<Env, 'RETRY_DELAYS_MS' | 'RETRY_JITTER'>): number {
+  return Math.ceil(Math.max(...c.RETRY_DELAYS_MS) * (1 + c.RETRY_JITTER));
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const parsed = envSchema.safeParse(env);
+  // An empty variable (VAR= in a compose file or a shell) means "not set", as orchestrators use it.
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = envSchema.safeParse(present);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`);
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);

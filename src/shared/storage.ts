@@ -21,6 +21,7 @@ export interface PutObjectInput {
 /** Object storage for originals and renditions. Every call has a timeout; failures come back typed. */
 export class Storage {
   private readonly client: S3Client;
+  private readonly presigner: S3Client;
   readonly bucket: string;
   private readonly publicBase: string;
 
@@ -39,6 +40,17 @@ export class Storage {
       maxAttempts: 1, // retries belong to the pipeline (backoff through RabbitMQ), not to a blocked handler
       requestHandler: { requestTimeout: config.S3_TIMEOUT_MS, connectionTimeout: 5_000 },
     });
+    this.presigner = config.S3_PRESIGN_ENDPOINT
+      ? new S3Client({
+          endpoint: config.S3_PRESIGN_ENDPOINT,
+          region: config.S3_REGION,
+          forcePathStyle: config.S3_FORCE_PATH_STYLE,
+          credentials:
+            config.S3_ACCESS_KEY_ID && config.S3_SECRET_ACCESS_KEY
+              ? { accessKeyId: config.S3_ACCESS_KEY_ID, secretAccessKey: config.S3_SECRET_ACCESS_KEY }
+              : undefined,
+        })
+      : this.client;
     const base = config.S3_PUBLIC_BASE_URL ?? `${config.S3_ENDPOINT.replace(/\/$/, '')}/${this.bucket}`;
     this.publicBase = base.replace(/\/$/, '');
   }
@@ -58,7 +70,7 @@ export class Storage {
             ContentType: input.contentType,
             ContentLength: input.body.length,
             CacheControl: input.cacheControl,
-            ACL: input.visibility === 'public' ? 'public-read' : 'private',
+            ACL: this.config.S3_OBJECT_ACLS ? (input.visibility === 'public' ? 'public-read' : 'private') : undefined,
           }),
           { abortSignal: signal },
         ),
@@ -75,7 +87,7 @@ export class Storage {
   }
 
   presignGet(key: string): Promise<string> {
-    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: key }), {
+    return getSignedUrl(this.presigner, new GetObjectCommand({ Bucket: this.bucket, Key: key }), {
       expiresIn: this.config.S3_PRESIGN_TTL_SECONDS,
     });
   }
@@ -95,6 +107,7 @@ export class Storage {
 
   close(): void {
     this.client.destroy();
+    if (this.presigner !== this.client) this.presigner.destroy();
   }
 
   private async call<T>(fn: () => Promise<T>, what: string): Promise<T> {

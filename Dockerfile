@@ -1,0 +1,51 @@
+# syntax=docker/dockerfile:1
+#
+# photopipe: one image for every role. The command picks the role:
+#   api | worker --role <stage> | reconciler | migrate | topology | keys ... | dlq ...
+# See docker-compose.yml and README.containers.md.
+
+ARG NODE_IMAGE=node:22-bookworm-slim
+
+# ---------------------------------------------------------------------------
+# build: full install (TypeScript, tsx, eslint...), compile src/ to dist/, then
+# drop the devDependencies so node_modules can be copied as is.
+# ---------------------------------------------------------------------------
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+
+# Dependencies first so the layer is cached until package*.json change.
+# sharp installs its prebuilt libvips for linux glibc (@img/sharp-linux-*) from the npm registry.
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+
+COPY tsconfig.json ./
+COPY src ./src
+# tsx is a devDependency: once pruned, bin/photopipe.js runs dist/ (and src/ is not copied on).
+RUN npm run build \
+ && npm prune --omit=dev --no-audit --no-fund \
+ && test -f dist/cli/photopipe.js \
+ && test ! -e node_modules/tsx
+
+# ---------------------------------------------------------------------------
+# runtime: production node_modules + compiled JS + launcher + SQL migrations.
+# No src/, no compilers, no extra apt packages (sharp ships its own libvips).
+# ---------------------------------------------------------------------------
+FROM ${NODE_IMAGE} AS runtime
+ENV NODE_ENV=production
+WORKDIR /app
+
+# Owned by root and read-only for the `node` user that runs the process.
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+COPY bin ./bin
+COPY migrations ./migrations
+
+USER node
+EXPOSE 8080
+
+# No HEALTHCHECK here: only the api serves HTTP; docker-compose.yml defines health checks per
+# service. SIGTERM reaches node directly (exec form); every role shuts down within
+# SHUTDOWN_GRACE_MS (default 15 s), so give it a stop timeout a bit longer than that.
+ENTRYPOINT ["node", "bin/photopipe.js"]
+CMD ["api"]
