@@ -20,6 +20,7 @@ export function parseRoles(value: string | undefined, prefix: string): StageName
   for (const r of roles) {
     if (!(STAGES as readonly string[]).includes(r)) throw new UsageError(`unknown role "${r}"; roles: ${STAGES.join(', ')}`);
   }
+  if (roles.length === 0) throw new UsageError(`no role given; roles: ${STAGES.join(', ')}`);
   return [...new Set(roles)] as StageName[];
 }
 

@@ -16,6 +16,12 @@ function supervisorFor(config: Config, log: Logger): Supervisor {
     maxBackoffMs: config.SUPERVISOR_MAX_BACKOFF_MS,
     crashLimit: config.SUPERVISOR_CRASH_LIMIT,
     crashWindowMs: config.SUPERVISOR_CRASH_WINDOW_MS,
+    // Nothing left to supervise: exit non-zero so an orchestrator (or the developer) notices,
+    // instead of the event loop running dry and the process ending with 0 as if all were well.
+    onAllGaveUp: () => {
+      log.fatal('every supervised process was given up on: exiting 1');
+      process.exit(1);
+    },
   });
 }
 

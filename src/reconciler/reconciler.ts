@@ -73,25 +73,31 @@ export async function reconcileOnce(deps: ReconcilerDeps, opts: { staleMs: numbe
 export function startReconcilerLoop(
   deps: ReconcilerDeps & { redis: Redis; lockKey: string },
   opts: { intervalMs: number; staleMs: number },
-): { stop: () => void } {
+): { stop: () => Promise<void> } {
   let timer: NodeJS.Timeout | null = null;
   let stopped = false;
+  let running: Promise<void> = Promise.resolve();
   const owner = `${process.pid}-${Math.random().toString(36).slice(2)}`;
   const pass = async () => {
     try {
+      // Held until it expires, not released after the pass: at most one pass per interval across
+      // the fleet, whichever instance comes first.
       const got = await deps.redis.set(deps.lockKey, owner, 'PX', Math.max(opts.intervalMs - 100, 1_000), 'NX');
       if (got === 'OK') await reconcileOnce(deps, { staleMs: opts.staleMs, dryRun: false });
+      else deps.log.debug({ lockKey: deps.lockKey }, 'another instance holds the reconciler lock: skipping this pass');
     } catch (err) {
       deps.log.warn({ err: (err as Error).message }, 'reconciler pass failed; will try again');
     } finally {
-      if (!stopped) timer = setTimeout(() => void pass(), opts.intervalMs);
+      if (!stopped) timer = setTimeout(() => (running = pass()), opts.intervalMs);
     }
   };
-  timer = setTimeout(() => void pass(), Math.min(opts.intervalMs, 5_000));
+  timer = setTimeout(() => (running = pass()), Math.min(opts.intervalMs, 5_000));
   return {
-    stop: () => {
+    // Waits for a pass in progress, so shutdown does not close its connections under it.
+    stop: async () => {
       stopped = true;
       if (timer) clearTimeout(timer);
+      await running;
     },
   };
 }
