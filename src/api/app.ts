@@ -1,6 +1,6 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import multipart from '@fastify/multipart';
-import { HttpError } from '../shared/errors.js';
+import { HttpError, ServiceUnavailableError } from '../shared/errors.js';
 import type { ApiDeps } from './api-deps.js';
 import { Authenticator } from './auth.js';
 import { registerPhotoRoutes } from './routes/photos.js';
@@ -24,13 +24,25 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     bodyLimit: deps.config.UPLOAD_MAX_BYTES,
     disableRequestLogging: false,
     requestTimeout: 120_000,
-    return503OnClosing: true,
+    // Fastify's own closing answer is a 503 without Retry-After and in another body shape; the
+    // hook below gives requests that arrive while the server drains our usual 503 instead.
+    return503OnClosing: false,
     trustProxy: true,
   });
 
   // Raw uploads: any image/* body, buffered up to the limit (Content-Length above it is refused at once).
   app.addContentTypeParser(/^image\/[\w.+-]+$/i, { parseAs: 'buffer', bodyLimit: deps.config.UPLOAD_MAX_BYTES }, (_req, body, done) => done(null, body));
   await app.register(multipart, { limits: { fileSize: deps.config.UPLOAD_MAX_BYTES, files: 1 } });
+
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onRequest', async (_req, reply) => {
+    if (!closing) return;
+    reply.header('connection', 'close');
+    throw new ServiceUnavailableError('the server is shutting down, try again', 1);
+  });
 
   app.setErrorHandler((err, req, reply) => {
     if (err instanceof HttpError) {

@@ -14,7 +14,9 @@ export function createRedis(config: Config, log: Logger, name: string): Redis {
     connectTimeout: 5_000,
     maxRetriesPerRequest: 1,
     enableOfflineQueue: false,
-    retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 6), 3_000),
+    // Capped at 1 s: after a Redis restart every second without a connection is a second in which
+    // uploads get 503 and stages burn retry attempts, while a reconnect attempt costs one TCP connect.
+    retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 6), 1_000),
   });
   // Without an 'error' listener ioredis logs every failed reconnect attempt itself; route them
   // through our logger at a level that does not flood while Redis restarts.
