@@ -87,20 +87,24 @@ export class Broker {
   consume(queue: string, prefetch: number, onDelivery: OnDelivery): ConsumerHandle {
     let current: { ch: ConfirmChannel; tag: string } | null = null;
     let cancelled = false;
-    const wrapper = this.connection.createChannel({
-      name: `consumer:${queue}`,
-      confirm: true,
-      setup: async (ch: ConfirmChannel) => {
-        await declareTopology(ch, this.topology);
+    const subscribe = async (ch: ConfirmChannel): Promise<void> => {
+      await declareTopology(ch, this.topology);
+      if (cancelled) return;
+      await ch.prefetch(prefetch);
+      const { consumerTag } = await ch.consume(queue, (msg) => {
+        if (msg) return onDelivery(msg, ch);
+        // The broker cancelled the consumer (queue deleted, node failover) while the channel
+        // stays open: subscribe again on the same channel instead of leaving the role idle.
         if (cancelled) return;
-        await ch.prefetch(prefetch);
-        const { consumerTag } = await ch.consume(queue, (msg) => {
-          if (msg) onDelivery(msg, ch);
-        });
-        current = { ch, tag: consumerTag };
-        this.log.info({ queue, prefetch }, 'consuming');
-      },
-    });
+        this.log.warn({ queue }, 'consumer cancelled by the broker; subscribing again');
+        setTimeout(() => {
+          subscribe(ch).catch((err: Error) => this.log.error({ err: err.message, queue }, 'could not subscribe again; waiting for a reconnect'));
+        }, 1_000);
+      });
+      current = { ch, tag: consumerTag };
+      this.log.info({ queue, prefetch }, 'consuming');
+    };
+    const wrapper = this.connection.createChannel({ name: `consumer:${queue}`, confirm: true, setup: subscribe });
     wrapper.on('error', (err: Error) => this.log.warn({ err: err.message, queue }, 'amqp consumer channel error'));
     this.consumerChannels.push(wrapper);
     return {
