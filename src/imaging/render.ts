@@ -51,14 +51,33 @@ function open(source: ImageSource, opts: RenderOptions): Sharp {
   return img.timeout({ seconds: Math.max(1, Math.ceil(opts.timeoutMs / 1000)) });
 }
 
-/** Maps libvips failures to typed errors: past the deadline it is a timeout, otherwise the image is bad. */
-async function guarded<T>(opts: RenderOptions, what: string, fn: () => Promise<T>): Promise<T> {
+/** True when the image's header declares more pixels than the limit (read only on the error path). */
+async function overPixelLimit(source: ImageSource | undefined, maxInputPixels: number): Promise<boolean> {
+  if (!source) return false;
+  if (!Buffer.isBuffer(source)) return source.width * source.height > maxInputPixels;
+  try {
+    const m = await sharp(source, { limitInputPixels: false }).metadata();
+    return (m.width ?? 0) * (m.height ?? 0) > maxInputPixels;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Maps libvips failures to typed errors: past the deadline it is a timeout; an image above the
+ * pixel limit (a decompression bomb that reached a render stage) is image_too_large, as at
+ * ingest; anything else means the image itself is bad.
+ */
+async function guarded<T>(opts: RenderOptions, what: string, fn: () => Promise<T>, source?: ImageSource): Promise<T> {
   if (opts.signal.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : new StageTimeoutError(what, opts.timeoutMs);
   try {
     return await fn();
   } catch (err) {
     if (err instanceof PipelineError) throw err;
     if (opts.signal.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : new StageTimeoutError(what, opts.timeoutMs);
+    if (await overPixelLimit(source, opts.maxInputPixels)) {
+      throw new PermanentError('image_too_large', `image is above the ${(opts.maxInputPixels / 1e6).toFixed(1)} MP pixel limit (${what})`, { cause: err });
+    }
     throw new PermanentError('corrupt_image', `cannot decode image (${what}): ${(err as Error).message.split('\n')[0]}`, { cause: err });
   }
 }
@@ -82,7 +101,7 @@ export function renderFramed(source: ImageSource, frame: FrameSpec, opts: Render
       .jpeg({ quality: 88, chromaSubsampling: '4:4:4' })
       .toBuffer();
     return { data, width: frame.width, height: frame.height, contentType: 'image/jpeg' as const };
-  });
+  }, source);
 }
 
 /** Thumbnail: upright, longest side 320 px, JPEG, no metadata. */
@@ -95,7 +114,7 @@ export function renderThumbnail(source: ImageSource, opts: RenderOptions, longes
       .jpeg({ quality: 82 })
       .toBuffer({ resolveWithObject: true });
     return { data, width: info.width, height: info.height, contentType: 'image/jpeg' as const };
-  });
+  }, source);
 }
 
 /**
@@ -105,6 +124,7 @@ export function renderThumbnail(source: ImageSource, opts: RenderOptions, longes
 export function encodeWorkingCopy(raw: RawImage, opts: RenderOptions): Promise<Buffer> {
   return guarded(opts, 'working copy', () =>
     open(raw, opts).resize(2048, 2048, { fit: 'inside', withoutEnlargement: true }).jpeg({ quality: 92 }).toBuffer(),
+    raw,
   );
 }
 

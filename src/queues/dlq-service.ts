@@ -1,4 +1,4 @@
-import type { ConfirmChannel, GetMessage } from 'amqplib';
+import type { GetMessage } from 'amqplib';
 import { STAGES, type StageName } from '../shared/config.js';
 import type { Broker } from './broker.js';
 import { decodeMessage, H } from './messages.js';
@@ -26,6 +26,9 @@ export interface ReplayResult {
 
 /** Called before a dead letter goes back to its stage: the photo is marked processing again. */
 export type ReopenPhoto = (photoId: string, stage: StageName) => Promise<void>;
+
+/** Upper bound on waiting for browsed letters to be ready again (normally a few milliseconds). */
+const RETURN_SETTLE_MS = 3_000;
 
 const str = (v: unknown): string | null => (typeof v === 'string' ? v : Buffer.isBuffer(v) ? v.toString('utf8') : null);
 const num = (v: unknown): number | null => (typeof v === 'number' ? v : typeof v === 'string' && v !== '' && !Number.isNaN(Number(v)) ? Number(v) : null);
@@ -55,7 +58,7 @@ export class DlqService {
     const out: DlqEntry[] = [];
     for (const stage of this.stages(opts.stage)) {
       if (out.length >= limit) break;
-      await this.browse(stage, async (_ch, msg) => {
+      await this.browse(stage, async (msg) => {
         out.push(toEntry(stage, msg));
         return out.length < limit ? 'continue' : 'stop';
       });
@@ -66,7 +69,7 @@ export class DlqService {
   async show(id: string): Promise<DlqEntry | null> {
     let found: DlqEntry | null = null;
     for (const stage of STAGES) {
-      await this.browse(stage, async (_ch, msg) => {
+      await this.browse(stage, async (msg) => {
         if (msg.properties.messageId !== id) return 'continue';
         found = toEntry(stage, msg);
         return 'stop';
@@ -85,7 +88,7 @@ export class DlqService {
     const wanted = opts.ids && opts.ids.length > 0 ? new Set(opts.ids) : null;
     const result: ReplayResult = { replayed: [], skipped: [] };
     for (const stage of this.stages(opts.stage)) {
-      await this.browse(stage, async (ch, msg) => {
+      await this.browse(stage, async (msg, ack) => {
         const id = msg.properties.messageId ?? '';
         if (wanted && !wanted.has(id)) return 'continue';
         const entry = toEntry(stage, msg);
@@ -98,7 +101,7 @@ export class DlqService {
         await this.broker.publishRaw(this.broker.topology.workExchange, entry.originalRoutingKey, msg.content, {
           headers: { 'x-replayed-from': id, 'x-replayed-at': new Date().toISOString() },
         });
-        ch.ack(msg); // only after the republish is confirmed
+        ack(msg); // only after the republish is confirmed
         result.replayed.push({ id, stage, photoId: entry.photoId });
         if (wanted) wanted.delete(id);
         return wanted && wanted.size === 0 ? 'stop' : 'continue';
@@ -119,16 +122,43 @@ export class DlqService {
     }
   }
 
-  /** Visits each message currently in the stage's DLQ once; unacked ones return to the queue on close. */
-  private async browse(stage: StageName, visit: (ch: ConfirmChannel, msg: GetMessage) => Promise<'continue' | 'stop'>): Promise<void> {
+  /**
+   * Visits each message currently in the stage's DLQ once; unacked ones return to the queue on close.
+   * Quorum queues put returned messages back asynchronously: right after a close, the queue's
+   * ready count (and a get) can miss them for a moment, so a list followed at once by a replay
+   * skipped letters. Before returning, wait (bounded) until the handed-back letters are ready again.
+   */
+  private async browse(stage: StageName, visit: (msg: GetMessage, ack: (msg: GetMessage) => void) => Promise<'continue' | 'stop'>): Promise<void> {
     const queue = this.broker.topology.dlq(stage);
     const ch = await this.broker.openToolChannel();
+    let before: number;
+    let taken = 0;
+    let acked = 0;
     try {
-      const { messageCount } = await ch.checkQueue(queue);
-      for (let i = 0; i < messageCount; i++) {
+      before = (await ch.checkQueue(queue)).messageCount;
+      for (let i = 0; i < before; i++) {
         const msg = await ch.get(queue, { noAck: false });
         if (!msg) break;
-        if ((await visit(ch, msg)) === 'stop') break;
+        taken++;
+        const ack = (m: GetMessage) => {
+          ch.ack(m);
+          acked++;
+        };
+        if ((await visit(msg, ack)) === 'stop') break;
+      }
+    } finally {
+      await ch.close().catch(() => {});
+    }
+    if (taken > acked) await this.waitReady(queue, before - acked, RETURN_SETTLE_MS);
+  }
+
+  private async waitReady(queue: string, atLeast: number, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const ch = await this.broker.openToolChannel();
+    try {
+      while (Date.now() < deadline) {
+        if ((await ch.checkQueue(queue)).messageCount >= atLeast) return;
+        await new Promise((r) => setTimeout(r, 25));
       }
     } finally {
       await ch.close().catch(() => {});

@@ -90,6 +90,7 @@ export class StageConsumer {
     await this.handle?.cancel();
     const deadline = Date.now() + graceMs;
     while (this.inFlight.size > 0 && Date.now() < deadline) await sleep(50);
+    if (this.inFlight.size > 0) this.log.warn({ count: this.inFlight.size, graceMs }, 'grace period over: handing unfinished messages back to the broker');
     for (const entry of this.inFlight) {
       entry.abort.abort(new Error('shutting down'));
       this.settle(entry, 'requeue');

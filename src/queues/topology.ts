@@ -6,7 +6,7 @@ import { STAGES, type Config, type StageName } from '../shared/config.js';
  * every reconnect) and exported to infra/rabbitmq/definitions.json for the management UI.
  *
  *   <p>            direct   routing key = stage      -> queue <p>.<stage>          (work)
- *   <p>.retry      headers  x-retry-level = <label>  -> queue <p>.retry.<label>    (delay; expired
+ *   <p>.retry      headers  pp-retry-level = <label> -> queue <p>.retry.<label>    (delay; expired
  *                                                      messages dead-letter back to <p> with
  *                                                      their stage routing key)
  *   <p>.dlx        direct   routing key = stage      -> queue <p>.dlq.<stage>      (dead letters)
@@ -34,7 +34,9 @@ export interface Topology {
   retryLevels: { label: string; delayMs: number; queue: string }[];
 }
 
-export const RETRY_LEVEL_HEADER = 'x-retry-level';
+// Not "x-...": a headers exchange with x-match=all ignores binding arguments that start with
+// "x-", so such a binding matches every message and each retry was copied into every delay queue.
+export const RETRY_LEVEL_HEADER = 'pp-retry-level';
 
 export function delayLabel(ms: number): string {
   if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;

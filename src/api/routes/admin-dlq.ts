@@ -17,7 +17,10 @@ export function registerAdminDlqRoutes(app: FastifyInstance, deps: ApiDeps): voi
     requireAdmin(req, deps.config.ADMIN_API_KEY);
     const q = listQuery.safeParse(req.query);
     if (!q.success) throw new HttpError(400, 'invalid_query', q.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
-    const [counts, items] = await Promise.all([deps.dlq.counts(), deps.dlq.list(q.data)]);
+    // Counts first, then the listing: browsing holds the letters unacked for a moment, and a
+    // queue's depth counts only ready messages, so reading both at once under-counts.
+    const counts = await deps.dlq.counts();
+    const items = await deps.dlq.list(q.data);
     return { counts, items };
   });
 

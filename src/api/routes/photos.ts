@@ -8,6 +8,7 @@ import { sanitizeFilename } from '../filename.js';
 import { toPhotoView } from '../photo-view.js';
 import type { ApiDeps } from '../api-deps.js';
 import type { Authenticator } from '../auth.js';
+import { isDbUnavailable } from '../../shared/db.js';
 
 const uuid = z.uuid();
 const listQuery = z.object({
@@ -16,8 +17,9 @@ const listQuery = z.object({
   cursor: z.string().max(200).optional(),
 });
 
-function encodeCursor(createdAt: Date, id: string): string {
-  return Buffer.from(JSON.stringify([createdAt.toISOString(), id])).toString('base64url');
+/** createdAt must keep Postgres' microseconds (see exactCreatedAt), not a JS Date's milliseconds. */
+function encodeCursor(createdAt: string, id: string): string {
+  return Buffer.from(JSON.stringify([createdAt, id])).toString('base64url');
 }
 function decodeCursor(cursor: string): { createdAt: string; id: string } {
   try {
@@ -57,6 +59,17 @@ async function readUpload(req: FastifyRequest, maxBytes: number): Promise<{ byte
   }
   const header = req.headers['x-filename'];
   return { bytes: body, filename: sanitizeFilename(Array.isArray(header) ? header[0] : header) };
+}
+
+/** Status reads while Postgres is away answer 503 + Retry-After like uploads do, not 500. */
+async function readDb<T>(req: FastifyRequest, read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (err) {
+    if (!isDbUnavailable(err)) throw err;
+    req.log.warn({ err: (err as Error).message }, 'postgres unavailable for a status read');
+    throw new ServiceUnavailableError('database unavailable, try again shortly');
+  }
 }
 
 function multipartError(err: unknown): HttpError {
@@ -121,9 +134,9 @@ export function registerPhotoRoutes(app: FastifyInstance, deps: ApiDeps, auth: A
   app.get<{ Params: { id: string } }>('/v1/photos/:id', async (req) => {
     const tenantId = await auth.tenantOf(req);
     if (!uuid.safeParse(req.params.id).success) throw new HttpError(404, 'not_found', 'no such photo');
-    const row = await photos.getForTenant(tenantId, req.params.id);
+    const row = await readDb(req, () => photos.getForTenant(tenantId, req.params.id));
     if (!row) throw new HttpError(404, 'not_found', 'no such photo');
-    const variants = row.status === 'complete' || row.status === 'failed' || row.status === 'processing' ? await photos.variants(row.id) : [];
+    const variants = row.status === 'complete' || row.status === 'failed' || row.status === 'processing' ? await readDb(req, () => photos.variants(row.id)) : [];
     return toPhotoView(row, variants, (k) => deps.storage.presignGet(k), statusUrl(req, row.id));
   });
 
@@ -132,10 +145,17 @@ export function registerPhotoRoutes(app: FastifyInstance, deps: ApiDeps, auth: A
     const parsed = listQuery.safeParse(req.query);
     if (!parsed.success) throw new HttpError(400, 'invalid_query', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
     const q = parsed.data;
-    const rows = await photos.list(tenantId, { status: q.status as PhotoStatus | undefined, limit: q.limit + 1, before: q.cursor ? decodeCursor(q.cursor) : undefined });
+    const rows = await readDb(req, () => photos.list(tenantId, { status: q.status as PhotoStatus | undefined, limit: q.limit + 1, before: q.cursor ? decodeCursor(q.cursor) : undefined }));
     const page = rows.slice(0, q.limit);
     const last = page[page.length - 1];
     const items = await Promise.all(page.map((r) => toPhotoView(r, [], (k) => deps.storage.presignGet(k), statusUrl(req, r.id))));
-    return { items, nextCursor: rows.length > q.limit && last ? encodeCursor(last.createdAt, last.id) : null };
+    // The cursor needs created_at to the microsecond: cut to a JS Date's millisecond, the next page
+    // started below that millisecond and skipped photos created in the same millisecond as `last`.
+    const exactCreatedAt = async (id: string, fallback: Date) => {
+      const { rows: r } = await deps.db.query(`SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS t FROM photos WHERE id = $1`, [id]);
+      return (r[0]?.t as string | undefined) ?? fallback.toISOString();
+    };
+    const nextCursor = rows.length > q.limit && last ? encodeCursor(await readDb(req, () => exactCreatedAt(last.id, last.createdAt)), last.id) : null;
+    return { items, nextCursor };
   });
 }
