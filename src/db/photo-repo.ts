@@ -280,6 +280,6 @@ export class PhotoRepo {
 
   /** The reconciler touches a photo it republished, so the next run waits a full threshold again. */
   async touchProgress(id: string): Promise<void> {
-    await this.db.query(`UPDATE photos SET progressed_at = now() WHERE id = $1`, [id]);
+    await this.db.query(`UPDATE photos SET progressed_at = now() WHERE id = $1 AND status IN ('queued', 'processing')`, [id]);
   }
 }

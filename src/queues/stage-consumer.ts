@@ -25,9 +25,15 @@ export interface Failure {
   attempts: number;
 }
 
-/** Writes a terminal failure where users see it (the photo's status). Must be idempotent. */
+/** Writes outcomes where users and the reconciler see them (the photo's row). Must be idempotent. */
 export interface FailureRecorder {
+  /** A terminal failure: the photo becomes failed with stage and reason. */
   recordFailure(msg: StageMessage, failure: Failure): Promise<void>;
+  /**
+   * A retry was scheduled: the photo is alive, only waiting. Counting this as progress keeps the
+   * reconciler from taking a photo that is working through its retries for a stuck one.
+   */
+  recordRetry(msg: StageMessage): Promise<void>;
 }
 
 interface InFlight {
@@ -135,6 +141,7 @@ export class StageConsumer {
       if (errorClass === 'retryable' && attempt < this.settings.maxAttempts) {
         log.warn({ err: reason, code, durationMs: Date.now() - started }, 'stage failed; scheduling retry');
         await this.scheduleRetry(entry, headers, attempt, reason);
+        await this.deps.recorder.recordRetry(message).catch((e: Error) => log.debug({ err: e.message }, 'could not record retry progress'));
       } else {
         const level = errorClass === 'permanent' ? 'permanent failure' : `gave up after ${attempt} attempts`;
         log.error({ err: reason, code, errorClass, stack: code === 'unexpected' ? err.stack : undefined }, `stage failed: ${level}`);

@@ -23,7 +23,7 @@ export async function runWorkers(config: Config, roles: StageName[], opts: { pre
   const faults = readTestFaults(process.env);
   for (const role of roles) {
     if (faults[role]?.exitOnStart) {
-      log.error({ role }, 'injected fault: exiting at start-up');
+      log.error({ stage: role }, 'injected fault: exiting at start-up');
       process.exit(3);
     }
   }
@@ -40,7 +40,10 @@ export async function runWorkers(config: Config, roles: StageName[], opts: { pre
 
   const photos = new PhotoRepo(db);
   const deps = { config, photos, frames: new FrameRepo(db), blobs: new BlobStore(redis, config.REDIS_KEY_PREFIX, config.BLOB_TTL_SECONDS), storage, broker };
-  const recorder = { recordFailure: (msg: { photoId: string }, f: Parameters<PhotoRepo['recordFailure']>[1]) => photos.recordFailure(msg.photoId, f) };
+  const recorder = {
+    recordFailure: (msg: { photoId: string }, f: Parameters<PhotoRepo['recordFailure']>[1]) => photos.recordFailure(msg.photoId, f),
+    recordRetry: (msg: { photoId: string }) => photos.touchProgress(msg.photoId),
+  };
 
   const consumers = roles.map(
     (stage) =>
