@@ -1,17 +1,18 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { StageName } from '../src/shared/config.js';
 import { Broker } from '../src/queues/broker.js';
 import { DlqService } from '../src/queues/dlq-service.js';
+import type { DlqEntry } from '../src/queues/dlq-service.js';
 import { buildTopology } from '../src/queues/topology.js';
 import { createLogger } from '../src/shared/logger.js';
 import { distinctJpeg, photo } from './helpers/fixtures.js';
-import { freePort, LOG_DIR, Stack, waitFor, type Proc } from './helpers/stack.js';
+import { logLines } from './helpers/logs.js';
+import { freePort, Stack, waitFor, type Proc } from './helpers/stack.js';
 
 /**
  * Operator tooling for dead letters on real services: `photopipe dlq list|show|replay|purge` run
@@ -20,24 +21,9 @@ import { freePort, LOG_DIR, Stack, waitFor, type Proc } from './helpers/stack.js
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'photopipe.js');
 
-interface DlqEntryJson {
-  id: string;
-  stage: StageName;
-  photoId: string | null;
-  tenantId: string | null;
-  errorClass: string | null;
-  code: string | null;
-  reason: string;
-  attempts: number | null;
-  firstFailureAt: string | null;
-  lastFailureAt: string | null;
-  deadLetteredAt: string | null;
-  originalRoutingKey: string;
-  body: unknown;
-}
 interface DlqListJson {
   counts: Record<StageName, number>;
-  items: DlqEntryJson[];
+  items: DlqEntry[];
 }
 interface ReplayJson {
   replayed: { id: string; stage: StageName; photoId: string | null }[];
@@ -51,23 +37,8 @@ interface LogLine {
   attempt?: number;
 }
 
-function logLines(stack: Stack, procName: string): LogLine[] {
-  const file = join(LOG_DIR, `${stack.name}-${procName}.log`);
-  if (!existsSync(file)) return [];
-  const out: LogLine[] = [];
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      out.push(JSON.parse(line) as LogLine);
-    } catch {
-      // a line still being written
-    }
-  }
-  return out;
-}
-
 const stageDone = (stack: Stack, procName: string, photoId: string, stage: StageName) =>
-  logLines(stack, procName).filter((l) => l.msg === 'stage done' && l.photoId === photoId && l.stage === stage);
+  logLines<LogLine>(stack, procName).filter((l) => l.msg === 'stage done' && l.photoId === photoId && l.stage === stage);
 
 /** Runs `photopipe <args>` the way an operator would, with the stack's environment. */
 function cli(stack: Stack, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -191,7 +162,7 @@ describe('dead-letter tools: CLI and admin API', () => {
 
   it('dlq show prints one dead letter by id, and exits 2 for an unknown id', async () => {
     const first = listed.items.find((i) => i.stage === 'upload')!;
-    const [shown, noId] = await Promise.all([cliJson<DlqEntryJson>(stack, ['dlq', 'show', first.id]), cli(stack, ['dlq', 'show'])]);
+    const [shown, noId] = await Promise.all([cliJson<DlqEntry>(stack, ['dlq', 'show', first.id]), cli(stack, ['dlq', 'show'])]);
     assert.deepEqual(shown, first);
     assert.equal(noId.code, 2);
     const missing = await cli(stack, ['dlq', 'show', randomUUID()]);

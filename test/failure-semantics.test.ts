@@ -1,12 +1,11 @@
 import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { STAGES, type StageName } from '../src/shared/config.js';
 import { buildTopology } from '../src/queues/topology.js';
 import { distinctJpeg, photo } from './helpers/fixtures.js';
-import { LOG_DIR, Stack, waitFor, type Proc } from './helpers/stack.js';
+import { logLines } from './helpers/logs.js';
+import { Stack, waitFor, type Proc } from './helpers/stack.js';
 
 /**
  * Retry and dead-letter semantics on real services: which failures are retried through the
@@ -62,22 +61,6 @@ async function waitDeadLetters(stack: Stack, stage: StageName, photoIds: string[
     timeoutMs,
     250,
   );
-}
-
-/** The JSON log lines a child process of the stack wrote so far. */
-function logLines(stack: Stack, procName: string): LogLine[] {
-  const file = join(LOG_DIR, `${stack.name}-${procName}.log`);
-  if (!existsSync(file)) return [];
-  const out: LogLine[] = [];
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      out.push(JSON.parse(line) as LogLine);
-    } catch {
-      // a line still being written
-    }
-  }
-  return out;
 }
 
 /** Messages the broker accepted into a queue so far, from the management API (its statistics lag a few seconds). */
@@ -197,7 +180,7 @@ describe('failure semantics: retries, dead letters, time limits', () => {
     const lines = await waitFor(
       'the failure log lines',
       async () => {
-        const l = logLines(stack, logName).filter((x) => x.photoId && Object.values(ids).includes(x.photoId));
+        const l = logLines<LogLine>(stack, logName).filter((x) => x.photoId && Object.values(ids).includes(x.photoId));
         return l.filter((x) => x.msg.startsWith('stage failed: permanent failure')).length >= 5 ? l : null;
       },
       10_000,
@@ -222,7 +205,7 @@ describe('failure semantics: retries, dead letters, time limits', () => {
     const frameLines = await waitFor(
       'frame log lines for the photo',
       async () => {
-        const l = logLines(stack, logName).filter((x) => x.photoId === id && x.stage === 'frame');
+        const l = logLines<LogLine>(stack, logName).filter((x) => x.photoId === id && x.stage === 'frame');
         return l.some((x) => x.msg === 'stage done') ? l : null;
       },
       10_000,
@@ -233,7 +216,7 @@ describe('failure semantics: retries, dead letters, time limits', () => {
     const done = frameLines.filter((x) => x.msg === 'stage done');
     assert.deepEqual(done.map((x) => x.attempt), [3], 'one success, on attempt 3');
     // Other stages were not disturbed by frame's retries.
-    const dones = logLines(stack, logName).filter((x) => x.photoId === id && x.msg === 'stage done');
+    const dones = logLines<LogLine>(stack, logName).filter((x) => x.photoId === id && x.msg === 'stage done');
     for (const s of ['ingest', 'exif', 'thumbnail', 'upload']) assert.equal(dones.filter((x) => x.stage === s).length, 1, `${s} ran once`);
 
     // The retries waited in the first and second delay queues (first 200 ms, then 400 ms).
@@ -278,7 +261,7 @@ describe('failure semantics: retries, dead letters, time limits', () => {
     const lines = await waitFor(
       'upload log lines',
       async () => {
-        const l = logLines(stack, logName).filter((x) => x.photoId === id && x.stage === 'upload');
+        const l = logLines<LogLine>(stack, logName).filter((x) => x.photoId === id && x.stage === 'upload');
         return l.some((x) => x.msg.startsWith('stage failed: gave up')) ? l : null;
       },
       10_000,
@@ -340,7 +323,7 @@ describe('failure semantics: retries, dead letters, time limits', () => {
     const q = await stack.queueStats(stack.queue('exif'));
     assert.equal(q.messageCount, 0);
     assert.equal(q.consumerCount, 1);
-    const warned = logLines(stack, logName).filter((x) => x.msg === 'malformed message: dead-lettering');
+    const warned = logLines<LogLine>(stack, logName).filter((x) => x.msg === 'malformed message: dead-lettering');
     assert.equal(warned.length, 2, 'each malformed message was handled once');
   });
 
@@ -371,7 +354,7 @@ describe('failure semantics: retries, dead letters, time limits', () => {
     }
     // Had a hung handler kept its prefetch slot, the first two messages would have blocked the
     // consumer for good and the other photos would never have reached a final state.
-    const lines = logLines(stack, logName).filter((x) => x.stage === 'thumbnail' && x.photoId && ids.includes(x.photoId));
+    const lines = logLines<LogLine>(stack, logName).filter((x) => x.stage === 'thumbnail' && x.photoId && ids.includes(x.photoId));
     assert.equal(lines.filter((x) => x.msg === 'stage failed; scheduling retry').length, 4, 'one retry per photo');
     assert.equal(lines.filter((x) => x.msg.startsWith('stage failed: gave up after 2 attempts')).length, 4);
     assert.ok(elapsed < 60_000, `all four failed in ${elapsed} ms`);

@@ -1,10 +1,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { ReconcileReport } from '../src/reconciler/reconciler.js';
 import { distinctJpeg, photo } from './helpers/fixtures.js';
-import { LOG_DIR, Stack, waitFor, type Proc } from './helpers/stack.js';
+import { exitWithin, logLines } from './helpers/logs.js';
+import { Stack, waitFor, type Proc } from './helpers/stack.js';
 
 /**
  * The stuck-work reconciler on real services. A photo loses its in-flight message (the frame
@@ -20,28 +19,6 @@ interface LogLine {
   republished?: number;
   deferred?: number;
   [key: string]: unknown;
-}
-
-function logLines(stack: Stack, name: string): LogLine[] {
-  const file = join(LOG_DIR, `${stack.name}-${name}.log`);
-  if (!existsSync(file)) return [];
-  return readFileSync(file, 'utf8')
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .flatMap((l) => {
-      try {
-        return [JSON.parse(l) as LogLine];
-      } catch {
-        return [];
-      }
-    });
-}
-
-async function exitWithin(p: Proc, ms: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  return Promise.race([
-    p.exited,
-    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${p.name} did not exit within ${ms} ms`)), ms).unref()),
-  ]);
 }
 
 const byId = (a: { photoId: string }, b: { photoId: string }) => a.photoId.localeCompare(b.photoId);
@@ -198,11 +175,11 @@ describe('stuck-work reconciler', () => {
     const env = { RECONCILE_INTERVAL_MS: '1000', RECONCILE_STALE_MS: '2000', LOG_LEVEL: 'debug' };
     const names = ['reconciler-1', 'reconciler-2'];
     const loops = names.map((n) => stack.spawnCli(n, ['reconciler'], env));
-    const lines = (msg: string) => names.flatMap((n) => logLines(stack, n).filter((l) => l.msg === msg));
+    const lines = (msg: string) => names.flatMap((n) => logLines<LogLine>(stack, n).filter((l) => l.msg === msg));
     const SKIPPED = 'another instance holds the reconciler lock: skipping this pass';
     await waitFor(
       'both reconcilers to find the lock taken twice',
-      async () => names.every((n) => logLines(stack, n).filter((l) => l.msg === SKIPPED).length >= 2),
+      async () => names.every((n) => logLines<LogLine>(stack, n).filter((l) => l.msg === SKIPPED).length >= 2),
       60_000,
       200,
     );

@@ -1,11 +1,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import amqplib from 'amqplib';
 import { STAGES, type StageName } from '../src/shared/config.js';
 import { distinctJpeg, photo } from './helpers/fixtures.js';
-import { LOG_DIR, sleep, Stack, waitFor, type Proc } from './helpers/stack.js';
+import { alive, logLines, logText } from './helpers/logs.js';
+import { sleep, Stack, waitFor, type Proc } from './helpers/stack.js';
 
 /**
  * The supervisor of `photopipe workers` on real services: a worker killed with -9 in the middle
@@ -29,45 +28,12 @@ interface LogLine {
   [key: string]: unknown;
 }
 
-function logText(stack: Stack, name: string): string {
-  const file = join(LOG_DIR, `${stack.name}-${name}.log`);
-  return existsSync(file) ? readFileSync(file, 'utf8') : '';
-}
-
-/** The JSON log lines of one of the stack's child processes (its log file in .local/test-logs). */
-function logLines(stack: Stack, name: string): LogLine[] {
-  return logText(stack, name)
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .flatMap((l) => {
-      try {
-        return [JSON.parse(l) as LogLine];
-      } catch {
-        return [];
-      }
-    });
-}
-
-/** A process is gone when signal 0 fails (or it is a zombie nobody reaped yet). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
 const STARTED = 'process started';
 const RESTARTING = 'process exited unexpectedly; restarting';
 
 /** The pid of the newest process the supervisor started for a role. */
 function currentPid(stack: Stack, log: string, role: string): number {
-  const pid = logLines(stack, log)
+  const pid = logLines<LogLine>(stack, log)
     .filter((l) => l.msg === STARTED && l.childRole === role)
     .at(-1)?.childPid;
   assert.ok(typeof pid === 'number', `a started ${role} in ${log}`);
@@ -98,7 +64,7 @@ describe('supervised worker processes (photopipe workers)', () => {
     await stack.waitForConsumers([...STAGES], 1, 120_000);
     const roles = STAGES.map((s) => `worker:${s}`);
     assert.deepEqual(
-      logLines(stack, 'workers')
+      logLines<LogLine>(stack, 'workers')
         .filter((l) => l.msg === STARTED)
         .map((l) => l.childRole)
         .sort(),
@@ -137,7 +103,7 @@ describe('supervised worker processes (photopipe workers)', () => {
         await waitFor(`a new ${stage} consumer`, async () => (await consumers(stage)) >= 1, 90_000, 50);
         gaps[stage] = Date.now() - killedAt;
 
-        const restart = logLines(stack, 'workers').find((l) => l.msg === RESTARTING && l.childRole === role);
+        const restart = logLines<LogLine>(stack, 'workers').find((l) => l.msg === RESTARTING && l.childRole === role);
         assert.ok(restart, `restart of ${role} logged`);
         assert.equal(restart.childPid, pid);
         assert.equal(restart.signal, 'SIGKILL');
@@ -184,7 +150,7 @@ describe('supervised worker processes (photopipe workers)', () => {
     });
     const fatal = await waitFor(
       'the supervisor to give up on worker:exif',
-      async () => logLines(stack, name).find((l) => l.level === 'fatal' && l.childRole === 'worker:exif'),
+      async () => logLines<LogLine>(stack, name).find((l) => l.level === 'fatal' && l.childRole === 'worker:exif'),
       150_000,
       250,
     );
@@ -196,12 +162,12 @@ describe('supervised worker processes (photopipe workers)', () => {
     assert.match(fatal.msg ?? '', /Last stderr lines:\n[\s\S]*Last stdout lines:\n[\s\S]*injected fault: exiting at start-up/);
     assert.match(logText(stack, name), /={78}\nGIVING UP on worker:exif[^\n]*\n--- last stderr lines of worker:exif ---/, 'a readable report on stderr');
 
-    const exifStarts = () => logLines(stack, name).filter((l) => l.msg === STARTED && l.childRole === 'worker:exif');
+    const exifStarts = () => logLines<LogLine>(stack, name).filter((l) => l.msg === STARTED && l.childRole === 'worker:exif');
     assert.deepEqual(
       exifStarts().map((l) => l.restarts),
       [0, 1, 2, 3],
     );
-    const restarts = logLines(stack, name).filter((l) => l.msg === RESTARTING && l.childRole === 'worker:exif');
+    const restarts = logLines<LogLine>(stack, name).filter((l) => l.msg === RESTARTING && l.childRole === 'worker:exif');
     assert.deepEqual(
       restarts.map((l) => [l.code, l.restartInMs]),
       [
@@ -254,7 +220,7 @@ describe('supervised worker processes (photopipe workers)', () => {
       new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the supervisor kept running with nothing to supervise')), 90_000).unref()),
     ]);
     assert.deepEqual(res, { code: 1, signal: null });
-    const lines = logLines(stack, name);
+    const lines = logLines<LogLine>(stack, name);
     assert.equal(lines.filter((l) => l.msg === STARTED).length, 2, 'one start and one restart');
     assert.ok(lines.some((l) => l.level === 'fatal' && l.msg === 'every supervised process was given up on: exiting 1'));
   });

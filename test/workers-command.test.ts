@@ -1,11 +1,12 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { STAGES, type StageName } from '../src/shared/config.js';
 import { distinctJpeg, photo } from './helpers/fixtures.js';
+import { alive, logLines } from './helpers/logs.js';
 import { freePort, LOG_DIR, Proc, Stack, waitFor } from './helpers/stack.js';
 
 /**
@@ -26,36 +27,6 @@ interface LogLine {
   restarts?: number;
   signal?: string | null;
   [key: string]: unknown;
-}
-
-/** The JSON log lines of one of the stack's child processes (its log file in .local/test-logs). */
-function logLines(stack: Stack, name: string): LogLine[] {
-  const file = join(LOG_DIR, `${stack.name}-${name}.log`);
-  if (!existsSync(file)) return [];
-  return readFileSync(file, 'utf8')
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .flatMap((l) => {
-      try {
-        return [JSON.parse(l) as LogLine];
-      } catch {
-        return [];
-      }
-    });
-}
-
-/** A process is gone when signal 0 fails (or it is a zombie nobody reaped yet). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
 }
 
 async function mgmtQueue(name: string): Promise<{ consumers: number; consumer_details?: { prefetch_count: number }[] }> {
@@ -104,7 +75,7 @@ describe('photopipe workers', () => {
       assert.equal((await mgmtQueue(stack.queue(s))).consumers, 0, `management API: no consumer on ${s}`);
       assert.equal((await stack.queueStats(stack.queue(s))).consumerCount, 0, `broker: no consumer on ${s}`);
     }
-    const started = logLines(stack, name).filter((l) => l.msg === 'process started');
+    const started = logLines<LogLine>(stack, name).filter((l) => l.msg === 'process started');
     assert.deepEqual(
       started.map((l) => l.childRole),
       ['worker:frame'],
@@ -192,7 +163,7 @@ describe('photopipe start (npm start)', () => {
     assert.deepEqual(readyBody.checks, { redis: 'ok', rabbitmq: 'ok', postgres: 'ok', s3: 'ok' });
     await stack.waitForConsumers([...STAGES], 1, 90_000);
 
-    const started = () => logLines(stack, logName).filter((l) => l.msg === 'process started');
+    const started = () => logLines<LogLine>(stack, logName).filter((l) => l.msg === 'process started');
     const roles = ['local-s3', 'api', ...STAGES.map((s) => `worker:${s}`), 'reconciler'];
     await waitFor('every role started', async () => roles.every((r) => started().some((l) => l.childRole === r)), 30_000);
 
@@ -211,7 +182,7 @@ describe('photopipe start (npm start)', () => {
     process.kill(apiPid, 'SIGKILL');
     const restart = await waitFor(
       'the supervisor to restart the API',
-      async () => logLines(stack, logName).find((l) => l.msg === 'process exited unexpectedly; restarting' && l.childRole === 'api'),
+      async () => logLines<LogLine>(stack, logName).find((l) => l.msg === 'process exited unexpectedly; restarting' && l.childRole === 'api'),
       30_000,
     );
     assert.equal(restart.signal, 'SIGKILL');
@@ -239,6 +210,6 @@ describe('photopipe start (npm start)', () => {
       [],
       'no child left running',
     );
-    assert.ok(logLines(stack, logName).some((l) => l.msg === 'all processes stopped'));
+    assert.ok(logLines<LogLine>(stack, logName).some((l) => l.msg === 'all processes stopped'));
   });
 });
