@@ -6,6 +6,8 @@ import type { RawImage } from './heic.js';
 sharp.cache(false);
 
 export interface FrameSpec {
+  /** A plain white frame: rendered by padding the photo, with no PNG to decode and composite. */
+  plainWhite?: boolean;
   png: Buffer;
   width: number;
   height: number;
@@ -39,7 +41,7 @@ export function getDefaultFrame(): Promise<FrameSpec> {
   defaultFrame ??= sharp({ create: { ...DEFAULT_FRAME_SIZE, channels: 3, background: '#ffffff' } })
     .png()
     .toBuffer()
-    .then((png) => ({ png, ...DEFAULT_FRAME_SIZE, window: { ...DEFAULT_FRAME_WINDOW } }));
+    .then((png) => ({ plainWhite: true, png, ...DEFAULT_FRAME_SIZE, window: { ...DEFAULT_FRAME_WINDOW } }));
   return defaultFrame;
 }
 
@@ -78,7 +80,9 @@ async function guarded<T>(opts: RenderOptions, what: string, fn: () => Promise<T
     if (await overPixelLimit(source, opts.maxInputPixels)) {
       throw new PermanentError('image_too_large', `image is above the ${(opts.maxInputPixels / 1e6).toFixed(1)} MP pixel limit (${what})`, { cause: err });
     }
-    throw new PermanentError('corrupt_image', `cannot decode image (${what}): ${(err as Error).message.split('\n')[0]}`, { cause: err });
+    // libvips' own message is often precise ("premature end of data segment") but sometimes lost
+    // to "Unknown error" when several images fail at once; the reason stays meaningful either way.
+    throw new PermanentError('corrupt_image', `cannot decode image (${what}): corrupt or truncated image data (${(err as Error).message.split('\n')[0]})`, { cause: err });
   }
 }
 
@@ -89,20 +93,34 @@ async function guarded<T>(opts: RenderOptions, what: string, fn: () => Promise<T
 export function renderFramed(source: ImageSource, frame: FrameSpec, opts: RenderOptions): Promise<Rendition> {
   return guarded(opts, 'frame', async () => {
     const { window } = frame;
-    const photo = await open(source, opts)
-      .rotate()
-      .resize(window.width, window.height, { fit: 'cover', position: 'centre' })
-      .removeAlpha()
-      .raw()
-      .toBuffer({ resolveWithObject: true });
+    const photo = open(source, opts).rotate().resize(window.width, window.height, { fit: 'cover', position: 'centre' });
+    if (frame.plainWhite) {
+      // The default polaroid is white around the window: padding the resized photo in the same
+      // pipeline gives the same pixels as compositing onto it, without a second image.
+      const data = await photo
+        .flatten({ background: '#ffffff' })
+        .extend({
+          top: window.top,
+          left: window.left,
+          bottom: frame.height - window.top - window.height,
+          right: frame.width - window.left - window.width,
+          background: '#ffffff',
+        })
+        .jpeg(FRAMED_JPEG)
+        .toBuffer();
+      return { data, width: frame.width, height: frame.height, contentType: 'image/jpeg' as const };
+    }
+    const pixels = await photo.removeAlpha().raw().toBuffer({ resolveWithObject: true });
     const data = await sharp(frame.png)
-      .composite([{ input: photo.data, raw: { width: photo.info.width, height: photo.info.height, channels: photo.info.channels }, left: window.left, top: window.top }])
+      .composite([{ input: pixels.data, raw: { width: pixels.info.width, height: pixels.info.height, channels: pixels.info.channels }, left: window.left, top: window.top }])
       .flatten({ background: '#ffffff' })
-      .jpeg({ quality: 88, chromaSubsampling: '4:4:4' })
+      .jpeg(FRAMED_JPEG)
       .toBuffer();
     return { data, width: frame.width, height: frame.height, contentType: 'image/jpeg' as const };
   }, source);
 }
+
+const FRAMED_JPEG = { quality: 88, chromaSubsampling: '4:4:4' } as const;
 
 /** Thumbnail: upright, longest side 320 px, JPEG, no metadata. */
 export function renderThumbnail(source: ImageSource, opts: RenderOptions, longestSide = 320): Promise<Rendition> {

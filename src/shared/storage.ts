@@ -28,29 +28,9 @@ export class Storage {
   constructor(private readonly config: Config) {
     if (!config.S3_ENDPOINT) throw new Error('S3_ENDPOINT is not set (npm start sets it when it starts the local S3 server)');
     this.bucket = config.S3_BUCKET;
-    this.client = new S3Client({
-      endpoint: config.S3_ENDPOINT,
-      region: config.S3_REGION,
-      forcePathStyle: config.S3_FORCE_PATH_STYLE,
-      // Without explicit keys the SDK's default chain applies (instance roles, AWS_* variables).
-      credentials:
-        config.S3_ACCESS_KEY_ID && config.S3_SECRET_ACCESS_KEY
-          ? { accessKeyId: config.S3_ACCESS_KEY_ID, secretAccessKey: config.S3_SECRET_ACCESS_KEY }
-          : undefined,
-      maxAttempts: 1, // retries belong to the pipeline (backoff through RabbitMQ), not to a blocked handler
-      requestHandler: { requestTimeout: config.S3_TIMEOUT_MS, connectionTimeout: 5_000 },
-    });
-    this.presigner = config.S3_PRESIGN_ENDPOINT
-      ? new S3Client({
-          endpoint: config.S3_PRESIGN_ENDPOINT,
-          region: config.S3_REGION,
-          forcePathStyle: config.S3_FORCE_PATH_STYLE,
-          credentials:
-            config.S3_ACCESS_KEY_ID && config.S3_SECRET_ACCESS_KEY
-              ? { accessKeyId: config.S3_ACCESS_KEY_ID, secretAccessKey: config.S3_SECRET_ACCESS_KEY }
-              : undefined,
-        })
-      : this.client;
+    // retries belong to the pipeline (backoff through RabbitMQ), not to a blocked handler
+    this.client = s3Client(config, config.S3_ENDPOINT, { maxAttempts: 1, requestTimeoutMs: config.S3_TIMEOUT_MS });
+    this.presigner = config.S3_PRESIGN_ENDPOINT ? s3Client(config, config.S3_PRESIGN_ENDPOINT) : this.client;
     const base = config.S3_PUBLIC_BASE_URL ?? `${config.S3_ENDPOINT.replace(/\/$/, '')}/${this.bucket}`;
     this.publicBase = base.replace(/\/$/, '');
   }
@@ -127,4 +107,19 @@ export class Storage {
       throw new RetryableError('s3_unreachable', `S3 ${what}: ${(err as Error).message}`, { cause: err });
     }
   }
+}
+
+function s3Client(config: Config, endpoint: string, opts: { maxAttempts?: number; requestTimeoutMs?: number } = {}): S3Client {
+  return new S3Client({
+    endpoint,
+    region: config.S3_REGION,
+    forcePathStyle: config.S3_FORCE_PATH_STYLE,
+    // Without explicit keys the SDK's default chain applies (instance roles, AWS_* variables).
+    credentials:
+      config.S3_ACCESS_KEY_ID && config.S3_SECRET_ACCESS_KEY
+        ? { accessKeyId: config.S3_ACCESS_KEY_ID, secretAccessKey: config.S3_SECRET_ACCESS_KEY }
+        : undefined,
+    maxAttempts: opts.maxAttempts,
+    requestHandler: opts.requestTimeoutMs ? { requestTimeout: opts.requestTimeoutMs, connectionTimeout: 5_000 } : undefined,
+  });
 }

@@ -1,0 +1,35 @@
+import type { StageHandler } from '../queues/stage-consumer.js';
+import type { StageMessage } from '../queues/messages.js';
+import type { Rendition, RenderOptions } from '../imaging/render.js';
+import { loadForStage, onStageCompleted } from './flow.js';
+import type { WorkerDeps } from './worker-deps.js';
+
+/** The bytes a rendition is made from: the decoded working copy when ingest made one (HEIC), else the upload. */
+async function renditionSource(deps: WorkerDeps, msg: StageMessage): Promise<Buffer> {
+  return (await deps.blobs.getOptional(msg.photoId, 'work')) ?? deps.blobs.getByKey(msg.rawKey, msg.photoId);
+}
+
+/**
+ * A stage that renders one rendition of the photo into Redis, where upload picks it up. Frame
+ * and thumbnail differ only in what they render.
+ */
+export function renditionStage(
+  deps: WorkerDeps,
+  stage: 'frame' | 'thumbnail',
+  render: (source: Buffer, msg: StageMessage, opts: RenderOptions) => Promise<Rendition>,
+): StageHandler {
+  return async (msg, ctx) => {
+    const loaded = await loadForStage(deps, stage, msg);
+    if (!loaded) return;
+    if (!loaded.alreadyDone) {
+      const out = await render(await renditionSource(deps, msg), msg, {
+        maxInputPixels: deps.config.MAX_INPUT_PIXELS,
+        signal: ctx.signal,
+        timeoutMs: deps.config.stage(stage).timeoutMs,
+      });
+      await deps.blobs.put(msg.photoId, stage === 'frame' ? 'framed' : 'thumbnail', out.data);
+    }
+    const result = await deps.photos.completeStage(msg.photoId, stage);
+    await onStageCompleted(deps, stage, msg, result, ctx);
+  };
+}
