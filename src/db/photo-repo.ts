@@ -110,8 +110,15 @@ export class PhotoRepo {
     return rows[0] ? toRow(rows[0]) : null;
   }
 
-  /** Newest first, keyset-paginated on (created_at, id). */
-  async list(tenantId: string, opts: { status?: PhotoStatus; limit: number; before?: { createdAt: string; id: string } }): Promise<PhotoRow[]> {
+  /**
+   * Newest first, keyset-paginated on (created_at, id). The position of the last row is returned
+   * as Postgres text with microseconds: a JS Date keeps milliseconds only, and a cursor cut to the
+   * millisecond would skip photos created within the same millisecond.
+   */
+  async list(
+    tenantId: string,
+    opts: { status?: PhotoStatus; limit: number; before?: { createdAt: string; id: string } },
+  ): Promise<{ items: PhotoRow[]; next: { createdAt: string; id: string } | null }> {
     const params: unknown[] = [tenantId];
     let where = 'tenant_id = $1';
     if (opts.status) {
@@ -122,9 +129,15 @@ export class PhotoRepo {
       params.push(opts.before.createdAt, opts.before.id);
       where += ` AND (created_at, id) < ($${params.length - 1}::timestamptz, $${params.length}::uuid)`;
     }
-    params.push(opts.limit);
-    const { rows } = await this.db.query(`SELECT ${COLUMNS} FROM photos WHERE ${where} ORDER BY created_at DESC, id DESC LIMIT $${params.length}`, params);
-    return rows.map(toRow);
+    params.push(opts.limit + 1);
+    const { rows } = await this.db.query(
+      `SELECT ${COLUMNS}, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS position
+       FROM photos WHERE ${where} ORDER BY created_at DESC, id DESC LIMIT $${params.length}`,
+      params,
+    );
+    const page = rows.slice(0, opts.limit);
+    const last = page[page.length - 1];
+    return { items: page.map(toRow), next: rows.length > opts.limit && last ? { createdAt: last.position as string, id: last.id as string } : null };
   }
 
   /**
@@ -260,11 +273,23 @@ export class PhotoRepo {
   }
 
   async variants(photoId: string): Promise<VariantRow[]> {
+    return (await this.variantsFor([photoId])).get(photoId) ?? [];
+  }
+
+  /** The variants of several photos in one query (list pages). */
+  async variantsFor(photoIds: string[]): Promise<Map<string, VariantRow[]>> {
+    const out = new Map<string, VariantRow[]>();
+    if (photoIds.length === 0) return out;
     const { rows } = await this.db.query(
-      `SELECT kind, s3_key, url, width, height, bytes, content_type FROM photo_variants WHERE photo_id = $1 ORDER BY kind`,
-      [photoId],
+      `SELECT photo_id, kind, s3_key, url, width, height, bytes, content_type FROM photo_variants WHERE photo_id = ANY($1::uuid[]) ORDER BY kind`,
+      [photoIds],
     );
-    return rows.map((r) => ({ kind: r.kind, s3Key: r.s3_key, url: r.url, width: r.width, height: r.height, bytes: r.bytes, contentType: r.content_type }));
+    for (const r of rows) {
+      const list = out.get(r.photo_id) ?? [];
+      list.push({ kind: r.kind, s3Key: r.s3_key, url: r.url, width: r.width, height: r.height, bytes: r.bytes, contentType: r.content_type });
+      out.set(r.photo_id, list);
+    }
+    return out;
   }
 
   /** Photos in a non-final state that no stage has moved for longer than staleMs. */

@@ -145,17 +145,10 @@ export function registerPhotoRoutes(app: FastifyInstance, deps: ApiDeps, auth: A
     const parsed = listQuery.safeParse(req.query);
     if (!parsed.success) throw new HttpError(400, 'invalid_query', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
     const q = parsed.data;
-    const rows = await readDb(req, () => photos.list(tenantId, { status: q.status as PhotoStatus | undefined, limit: q.limit + 1, before: q.cursor ? decodeCursor(q.cursor) : undefined }));
-    const page = rows.slice(0, q.limit);
-    const last = page[page.length - 1];
-    const items = await Promise.all(page.map((r) => toPhotoView(r, [], (k) => deps.storage.presignGet(k), statusUrl(req, r.id))));
-    // The cursor needs created_at to the microsecond: cut to a JS Date's millisecond, the next page
-    // started below that millisecond and skipped photos created in the same millisecond as `last`.
-    const exactCreatedAt = async (id: string, fallback: Date) => {
-      const { rows: r } = await deps.db.query(`SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS t FROM photos WHERE id = $1`, [id]);
-      return (r[0]?.t as string | undefined) ?? fallback.toISOString();
-    };
-    const nextCursor = rows.length > q.limit && last ? encodeCursor(await readDb(req, () => exactCreatedAt(last.id, last.createdAt)), last.id) : null;
+    const page = await readDb(req, () => photos.list(tenantId, { status: q.status as PhotoStatus | undefined, limit: q.limit, before: q.cursor ? decodeCursor(q.cursor) : undefined }));
+    const variants = await readDb(req, () => photos.variantsFor(page.items.map((r) => r.id)));
+    const items = await Promise.all(page.items.map((r) => toPhotoView(r, variants.get(r.id) ?? [], (k) => deps.storage.presignGet(k), statusUrl(req, r.id))));
+    const nextCursor = page.next ? encodeCursor(page.next.createdAt, page.next.id) : null;
     return { items, nextCursor };
   });
 }
