@@ -10,6 +10,16 @@ export interface FileInfo {
   width: number;
   height: number;
   bytes: number;
+  /** Ingest stored a decoded working copy (HEIC): renditions are made from it, not from the upload. */
+  workingCopy?: boolean;
+}
+
+/** What a stage needs to know about its photo before working: little, so it is cheap to read. */
+export interface StageView {
+  tenantId: string;
+  status: PhotoStatus;
+  stages: Partial<Record<StageName, StageState>>;
+  file: FileInfo | null;
 }
 
 export interface PhotoRow {
@@ -103,6 +113,12 @@ export class PhotoRepo {
   async get(id: string): Promise<PhotoRow | null> {
     const { rows } = await this.db.query(`SELECT ${COLUMNS} FROM photos WHERE id = $1`, [id]);
     return rows[0] ? toRow(rows[0]) : null;
+  }
+
+  async stageView(id: string): Promise<StageView | null> {
+    const { rows } = await this.db.query(`SELECT tenant_id, status, stages, file FROM photos WHERE id = $1`, [id]);
+    const r = rows[0];
+    return r ? { tenantId: r.tenant_id, status: r.status, stages: r.stages ?? {}, file: r.file ?? null } : null;
   }
 
   async getForTenant(tenantId: string, id: string): Promise<PhotoRow | null> {

@@ -101,7 +101,8 @@ const envSchema = z.object({
   /** A message redelivered this many times without an outcome (its worker died each time) is dead-lettered. */
   CRASH_REDELIVERY_LIMIT: intFromEnv(1, 100).default(5),
 
-  SHED_REDIS_MAX_BYTES: intFromEnv(0).default(0),
+  /** Uploads wait in Redis until processed: refuse new ones (503) above this (0 = never). */
+  SHED_REDIS_MAX_BYTES: intFromEnv(0).default(512 * 1024 * 1024),
   SHED_INGEST_QUEUE_MAX: intFromEnv(0).default(0),
   SHED_CHECK_INTERVAL_MS: intFromEnv(50).default(1_000),
 

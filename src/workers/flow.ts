@@ -1,6 +1,6 @@
 import type { StageName } from '../shared/config.js';
 import { PermanentError } from '../shared/errors.js';
-import type { PhotoRow, StageCompletion } from '../db/photo-repo.js';
+import type { PhotoRow, StageCompletion, StageView } from '../db/photo-repo.js';
 import type { StageMessage } from '../queues/messages.js';
 import type { StageContext } from '../queues/stage-consumer.js';
 import type { WorkerDeps } from './worker-deps.js';
@@ -20,8 +20,8 @@ export async function loadForStage(
   deps: WorkerDeps,
   stage: StageName,
   msg: StageMessage,
-): Promise<{ photo: PhotoRow; alreadyDone: boolean } | null> {
-  const photo = await deps.photos.get(msg.photoId);
+): Promise<{ photo: StageView; alreadyDone: boolean } | null> {
+  const photo = await deps.photos.stageView(msg.photoId);
   if (!photo) throw new PermanentError('unknown_photo', `no photo ${msg.photoId}`);
   if (photo.tenantId !== msg.tenantId) throw new PermanentError('tenant_mismatch', `photo ${msg.photoId} does not belong to tenant ${msg.tenantId}`);
   if (photo.status === 'duplicate') return null; // a duplicate gets no further work

@@ -3,10 +3,11 @@ import type { StageMessage } from '../queues/messages.js';
 import type { Rendition, RenderOptions } from '../imaging/render.js';
 import { loadForStage, onStageCompleted } from './flow.js';
 import type { WorkerDeps } from './worker-deps.js';
+import type { StageView } from '../db/photo-repo.js';
 
 /** The bytes a rendition is made from: the decoded working copy when ingest made one (HEIC), else the upload. */
-async function renditionSource(deps: WorkerDeps, msg: StageMessage): Promise<Buffer> {
-  return (await deps.blobs.getOptional(msg.photoId, 'work')) ?? deps.blobs.getByKey(msg.rawKey, msg.photoId);
+function renditionSource(deps: WorkerDeps, msg: StageMessage, photo: StageView): Promise<Buffer> {
+  return photo.file?.workingCopy ? deps.blobs.get(msg.photoId, 'work') : deps.blobs.getByKey(msg.rawKey, msg.photoId);
 }
 
 /**
@@ -22,7 +23,7 @@ export function renditionStage(
     const loaded = await loadForStage(deps, stage, msg);
     if (!loaded) return;
     if (!loaded.alreadyDone) {
-      const out = await render(await renditionSource(deps, msg), msg, {
+      const out = await render(await renditionSource(deps, msg, loaded.photo), msg, {
         maxInputPixels: deps.config.MAX_INPUT_PIXELS,
         signal: ctx.signal,
         timeoutMs: deps.config.stage(stage).timeoutMs,

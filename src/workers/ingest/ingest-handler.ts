@@ -40,7 +40,7 @@ export function ingestHandler(deps: WorkerDeps): StageHandler {
         `image is ${info.width}x${info.height} (${(pixels / 1e6).toFixed(1)} MP), above the ${(deps.config.MAX_INPUT_PIXELS / 1e6).toFixed(1)} MP limit`,
       );
     }
-    const file = { format: info.format, width: info.width, height: info.height, bytes: raw.length };
+    const file = { format: info.format, width: info.width, height: info.height, bytes: raw.length, ...(info.needsHeicDecoder ? { workingCopy: true } : {}) };
     const { duplicateOf } = await deps.photos.claimContent(msg.photoId, sha256, file);
     if (duplicateOf) {
       await deps.blobs.delete(msg.photoId, ['raw']);
