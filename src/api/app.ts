@@ -1,6 +1,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import multipart from '@fastify/multipart';
 import { HttpError, ServiceUnavailableError } from '../shared/errors.js';
+import { isDbUnavailable } from '../shared/db.js';
 import type { ApiDeps } from './api-deps.js';
 import { Authenticator } from './auth.js';
 import { registerPhotoRoutes } from './routes/photos.js';
@@ -47,6 +48,12 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   app.setErrorHandler((err, req, reply) => {
     if (err instanceof HttpError) {
       return reply.code(err.status).headers(err.headers).send({ error: { code: err.code, message: err.message } });
+    }
+    if (isDbUnavailable(err)) {
+      // Any route whose read finds Postgres away answers like an upload does: 503 + Retry-After, not 500.
+      req.log.warn({ err: (err as Error).message }, 'postgres unavailable');
+      const unavailable = new ServiceUnavailableError('database unavailable, try again shortly');
+      return reply.code(unavailable.status).headers(unavailable.headers).send({ error: { code: unavailable.code, message: unavailable.message } });
     }
     const status = (err as { statusCode?: number }).statusCode;
     if (status && status >= 400 && status < 500) {

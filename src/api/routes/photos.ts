@@ -8,7 +8,6 @@ import { sanitizeFilename } from '../filename.js';
 import { toPhotoView } from '../photo-view.js';
 import type { ApiDeps } from '../api-deps.js';
 import type { Authenticator } from '../auth.js';
-import { isDbUnavailable } from '../../shared/db.js';
 
 const uuid = z.uuid();
 const listQuery = z.object({
@@ -17,7 +16,7 @@ const listQuery = z.object({
   cursor: z.string().max(200).optional(),
 });
 
-/** createdAt must keep Postgres' microseconds (see exactCreatedAt), not a JS Date's milliseconds. */
+/** createdAt keeps Postgres' microseconds (PhotoRepo.list gives it as text), not a JS Date's milliseconds. */
 function encodeCursor(createdAt: string, id: string): string {
   return Buffer.from(JSON.stringify([createdAt, id])).toString('base64url');
 }
@@ -59,17 +58,6 @@ async function readUpload(req: FastifyRequest, maxBytes: number): Promise<{ byte
   }
   const header = req.headers['x-filename'];
   return { bytes: body, filename: sanitizeFilename(Array.isArray(header) ? header[0] : header) };
-}
-
-/** Status reads while Postgres is away answer 503 + Retry-After like uploads do, not 500. */
-async function readDb<T>(req: FastifyRequest, read: () => Promise<T>): Promise<T> {
-  try {
-    return await read();
-  } catch (err) {
-    if (!isDbUnavailable(err)) throw err;
-    req.log.warn({ err: (err as Error).message }, 'postgres unavailable for a status read');
-    throw new ServiceUnavailableError('database unavailable, try again shortly');
-  }
 }
 
 function multipartError(err: unknown): HttpError {
@@ -134,9 +122,9 @@ export function registerPhotoRoutes(app: FastifyInstance, deps: ApiDeps, auth: A
   app.get<{ Params: { id: string } }>('/v1/photos/:id', async (req) => {
     const tenantId = await auth.tenantOf(req);
     if (!uuid.safeParse(req.params.id).success) throw new HttpError(404, 'not_found', 'no such photo');
-    const row = await readDb(req, () => photos.getForTenant(tenantId, req.params.id));
+    const row = await photos.getForTenant(tenantId, req.params.id);
     if (!row) throw new HttpError(404, 'not_found', 'no such photo');
-    const variants = row.status === 'complete' || row.status === 'failed' || row.status === 'processing' ? await readDb(req, () => photos.variants(row.id)) : [];
+    const variants = row.status === 'complete' || row.status === 'failed' || row.status === 'processing' ? await photos.variants(row.id) : [];
     return toPhotoView(row, variants, (k) => deps.storage.presignGet(k), statusUrl(req, row.id));
   });
 
@@ -145,8 +133,8 @@ export function registerPhotoRoutes(app: FastifyInstance, deps: ApiDeps, auth: A
     const parsed = listQuery.safeParse(req.query);
     if (!parsed.success) throw new HttpError(400, 'invalid_query', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
     const q = parsed.data;
-    const page = await readDb(req, () => photos.list(tenantId, { status: q.status as PhotoStatus | undefined, limit: q.limit, before: q.cursor ? decodeCursor(q.cursor) : undefined }));
-    const variants = await readDb(req, () => photos.variantsFor(page.items.map((r) => r.id)));
+    const page = await photos.list(tenantId, { status: q.status as PhotoStatus | undefined, limit: q.limit, before: q.cursor ? decodeCursor(q.cursor) : undefined });
+    const variants = await photos.variantsFor(page.items.map((r) => r.id));
     const items = await Promise.all(page.items.map((r) => toPhotoView(r, variants.get(r.id) ?? [], (k) => deps.storage.presignGet(k), statusUrl(req, r.id))));
     const nextCursor = page.next ? encodeCursor(page.next.createdAt, page.next.id) : null;
     return { items, nextCursor };
