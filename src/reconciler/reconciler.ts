@@ -2,7 +2,8 @@ import type { Redis } from 'ioredis';
 import type { StageName } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
 import type { Broker } from '../queues/broker.js';
-import type { PhotoRepo, PhotoRow } from '../db/photo-repo.js';
+import type { PhotoRepo } from '../db/photo-repo.js';
+import { waitingStages } from '../workers/flow.js';
 import type { BlobStore } from '../shared/blob-store.js';
 
 export interface ReconcileReport {
@@ -13,17 +14,11 @@ export interface ReconcileReport {
   dryRun: boolean;
 }
 
-/** The stages a photo is waiting for, from its recorded stage states. */
-export function waitingStages(p: PhotoRow): StageName[] {
-  const s = p.stages;
-  if (p.status === 'queued' || s.ingest !== 'done') return ['ingest'];
-  const out: StageName[] = [];
-  if (s.exif === 'pending') out.push('exif');
-  if (s.exif === 'done' && s.geocode === 'pending') out.push('geocode');
-  if (s.frame === 'pending') out.push('frame');
-  if (s.thumbnail === 'pending') out.push('thumbnail');
-  if (s.frame === 'done' && s.thumbnail === 'done' && s.upload === 'pending') out.push('upload');
-  return out;
+export interface ReconcilerDeps {
+  photos: PhotoRepo;
+  broker: Broker;
+  blobs: BlobStore;
+  log: Logger;
 }
 
 /**
@@ -32,13 +27,6 @@ export function waitingStages(p: PhotoRow): StageName[] {
  * skipped: a slow but healthy pipeline holds the message there. Stages are idempotent, so a
  * spurious republish costs a little work and nothing else.
  */
-export interface ReconcilerDeps {
-  photos: PhotoRepo;
-  broker: Broker;
-  blobs: BlobStore;
-  log: Logger;
-}
-
 export async function reconcileOnce(deps: ReconcilerDeps, opts: { staleMs: number; dryRun: boolean; limit?: number }): Promise<ReconcileReport> {
   const stale = await deps.photos.findStale(opts.staleMs, opts.limit ?? 500);
   const report: ReconcileReport = { examined: stale.length, republished: [], deferred: [], dryRun: opts.dryRun };

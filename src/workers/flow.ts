@@ -15,6 +15,22 @@ import type { WorkerDeps } from './worker-deps.js';
 export const FAN_OUT_AFTER_INGEST: StageName[] = ['exif', 'frame', 'thumbnail'];
 export const STAGES_AFTER_INGEST: StageName[] = ['exif', 'frame', 'thumbnail', 'upload'];
 
+/**
+ * The stages a photo is waiting for, from its recorded stage states (the reconciler's view of
+ * the same shape that afterStage walks forward).
+ */
+export function waitingStages(p: Pick<PhotoRow, 'status' | 'stages'>): StageName[] {
+  const s = p.stages;
+  if (p.status === 'queued' || s.ingest !== 'done') return ['ingest'];
+  const out: StageName[] = [];
+  if (s.exif === 'pending') out.push('exif');
+  if (s.exif === 'done' && s.geocode === 'pending') out.push('geocode');
+  if (s.frame === 'pending') out.push('frame');
+  if (s.thumbnail === 'pending') out.push('thumbnail');
+  if (s.frame === 'done' && s.thumbnail === 'done' && s.upload === 'pending') out.push('upload');
+  return out;
+}
+
 /** Loads the photo a message names and decides whether the stage still has work to do. */
 export async function loadForStage(
   deps: WorkerDeps,
