@@ -1,6 +1,6 @@
 import { createConnection } from 'node:net';
 import amqplib from 'amqplib';
-import { loadConfig, type Config, type StageName } from '../shared/config.js';
+import { loadConfig, STAGES, type Config, type StageName } from '../shared/config.js';
 import { createLogger, type Logger } from '../shared/logger.js';
 import { migrate } from '../db/migrate.js';
 import { buildTopology, declareTopology } from '../queues/topology.js';
@@ -96,7 +96,7 @@ export async function startCommand(): Promise<void> {
     });
   }
   sup.start(cliChild('api', ['api'], env));
-  for (const stage of ['ingest', 'exif', 'geocode', 'frame', 'thumbnail', 'upload'] as StageName[]) sup.start(workerChild(stage, env));
+  for (const stage of STAGES) sup.start(workerChild(stage, env));
   sup.start(cliChild('reconciler', ['reconciler'], env));
   log.info({ port: config.PORT }, 'photopipe started: API, workers and reconciler are supervised; Ctrl-C stops everything');
 }
