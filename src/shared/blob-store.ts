@@ -36,6 +36,10 @@ export class BlobStore {
     return bytes;
   }
 
+  async exists(photoId: string, kind: BlobKind): Promise<boolean> {
+    return (await this.redis.exists(this.key(photoId, kind))) === 1;
+  }
+
   /** Reads the upload by the key its message carries. */
   async getByKey(key: string, photoId: string): Promise<Buffer> {
     const bytes = await this.redis.getBuffer(key);

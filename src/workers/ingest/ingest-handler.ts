@@ -48,7 +48,7 @@ export function ingestHandler(deps: WorkerDeps): StageHandler {
       return;
     }
 
-    if (info.needsHeicDecoder && !(await deps.blobs.getOptional(msg.photoId, 'work'))) {
+    if (info.needsHeicDecoder && !(await deps.blobs.exists(msg.photoId, 'work'))) {
       const decoded = await decodeHeic(raw, ctx.signal);
       await deps.blobs.put(msg.photoId, 'work', await encodeWorkingCopy(decoded, renderOpts));
     }
