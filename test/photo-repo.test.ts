@@ -75,7 +75,73 @@ describe('PhotoRepo (Postgres)', () => {
   it('keeps a completed photo complete when a late failure is recorded', async () => {
     const id = await ingested('t4');
     for (const s of ['exif', 'frame', 'thumbnail', 'upload'] as const) await repo.completeStage(id, s, s === 'exif' ? { setStages: { geocode: 'skipped' } } : {});
-    await repo.recordFailure(id, { stage: 'frame', reason: 'late', code: 'x', errorClass: 'retryable', attempts: 1 });
+    assert.equal(await repo.recordFailure(id, { stage: 'frame', reason: 'late', code: 'x', errorClass: 'retryable', attempts: 1 }), 'moot');
     assert.equal((await repo.get(id))?.status, 'complete');
+    assert.equal(await repo.recordFailure(randomUUID(), { stage: 'frame', reason: 'x', code: 'x', errorClass: 'permanent', attempts: 1 }), 'missing');
+  });
+
+  const failure = (stage: 'frame' | 'thumbnail' | 'upload') => ({ stage, reason: `${stage} broke`, code: 'x', errorClass: 'permanent', attempts: 1 });
+
+  it('does not let a late failure of a stage that already succeeded fail the photo', async () => {
+    const id = await ingested('t5');
+    await repo.completeStage(id, 'upload');
+    // A duplicate upload delivery that lost the race (its blobs were already gone) fails late.
+    assert.equal(await repo.recordFailure(id, failure('upload')), 'moot');
+    const row = await repo.get(id);
+    assert.equal(row?.status, 'processing');
+    assert.equal(row?.stages.upload, 'done');
+    assert.equal(row?.error, null);
+  });
+
+  it('keeps a photo failed while another of its stages is still failed, and completes it once both are replayed', async () => {
+    const id = await ingested('t6');
+    await repo.completeStage(id, 'exif', { setStages: { geocode: 'skipped' } });
+    assert.equal(await repo.recordFailure(id, failure('frame')), 'recorded');
+    assert.equal(await repo.recordFailure(id, failure('thumbnail')), 'recorded');
+
+    assert.equal(await repo.reopenStage(id, 'thumbnail'), 'reopened');
+    let row = await repo.get(id);
+    assert.equal(row?.status, 'failed', 'frame is still failed: the photo must not sit in processing');
+    assert.deepEqual(row?.error, { stage: 'frame', reason: 'still failed: replay its dead letter too' });
+    assert.equal(row?.stages.thumbnail, 'pending');
+    await repo.completeStage(id, 'thumbnail');
+    assert.equal((await repo.get(id))?.status, 'failed');
+
+    assert.equal(await repo.reopenStage(id, 'frame'), 'reopened');
+    row = await repo.get(id);
+    assert.equal(row?.status, 'processing');
+    assert.equal(row?.error, null);
+    await repo.completeStage(id, 'frame');
+    const done = await repo.completeStage(id, 'upload');
+    assert.equal(done?.row.status, 'complete');
+    assert.equal(done?.justCompleted, true);
+    // A stage that succeeded is not reopened.
+    assert.equal(await repo.reopenStage(id, 'frame'), 'not_reopened');
+  });
+
+  it('processes the same bytes uploaded again after a failure, and a later replay of the failed photo makes it a duplicate', async () => {
+    const sha = 'b'.repeat(64);
+    const file = { format: 'jpeg', width: 1, height: 1, bytes: 1 };
+    const first = randomUUID();
+    await repo.insertQueued({ id: first, tenantId: 't7', originalName: null, contentType: 'image/jpeg', bytes: 1, format: 'jpeg' });
+    assert.deepEqual(await repo.claimContent(first, sha, file), { duplicateOf: null });
+    await repo.completeStage(first, 'ingest', { initStages: { exif: 'pending', frame: 'pending', thumbnail: 'pending', upload: 'pending' } });
+    await repo.recordFailure(first, failure('upload'));
+
+    // The client uploads the same photo again: it is not a duplicate of the failure.
+    const second = randomUUID();
+    await repo.insertQueued({ id: second, tenantId: 't7', originalName: null, contentType: 'image/jpeg', bytes: 1, format: 'jpeg' });
+    assert.deepEqual(await repo.claimContent(second, sha, file), { duplicateOf: null });
+    // A third upload is a duplicate of the photo being processed, not of the failed one.
+    const third = randomUUID();
+    await repo.insertQueued({ id: third, tenantId: 't7', originalName: null, contentType: 'image/jpeg', bytes: 1, format: 'jpeg' });
+    assert.deepEqual(await repo.claimContent(third, sha, file), { duplicateOf: second });
+
+    // Replaying the old failure now would process the content twice: it becomes a duplicate instead.
+    assert.equal(await repo.reopenStage(first, 'upload'), 'duplicate');
+    const row = await repo.get(first);
+    assert.equal(row?.status, 'duplicate');
+    assert.equal(row?.duplicateOf, second);
+    assert.equal(row?.error, null);
   });
 });

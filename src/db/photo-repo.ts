@@ -159,6 +159,7 @@ export class PhotoRepo {
   /**
    * Records the content hash. The partial unique index on (tenant, sha256) makes concurrent
    * ingests of the same bytes race in Postgres: one wins, the others become duplicates of it.
+   * A failed photo is not in that index, so the same bytes uploaded again are processed anew.
    * Re-running for the same photo (redelivery) is a no-op.
    */
   async claimContent(id: string, sha256: string, file: FileInfo): Promise<{ duplicateOf: string | null }> {
@@ -178,7 +179,7 @@ export class PhotoRepo {
     const { rows } = await this.db.query(
       `WITH winner AS (
          SELECT p.id FROM photos p, photos me
-         WHERE me.id = $1 AND p.tenant_id = me.tenant_id AND p.sha256 = $2 AND p.duplicate_of IS NULL AND p.id <> $1)
+         WHERE me.id = $1 AND p.tenant_id = me.tenant_id AND p.sha256 = $2 AND p.duplicate_of IS NULL AND p.status <> 'failed' AND p.id <> $1)
        UPDATE photos SET sha256 = $2, duplicate_of = winner.id, status = 'duplicate', file = $3::jsonb,
          stages = '{"ingest":"done"}'::jsonb, completed_at = now(), updated_at = now(), progressed_at = now()
        FROM winner WHERE photos.id = $1
@@ -246,28 +247,61 @@ export class PhotoRepo {
     return { row, justCompleted: r.just_completed === true };
   }
 
-  /** Terminal failure of a stage; a photo that already completed or is a duplicate keeps that outcome. */
-  async recordFailure(id: string, f: { stage: StageName; reason: string; code: string; errorClass: string; attempts: number }): Promise<void> {
-    await this.db.query(
+  /**
+   * Terminal failure of a stage. A failure that arrives after the stage succeeded (a duplicate
+   * delivery, a handler abandoned at its deadline that finished anyway) or after the photo reached
+   * complete/duplicate changes nothing and is reported as moot: the photo's outcome stands.
+   */
+  async recordFailure(id: string, f: { stage: StageName; reason: string; code: string; errorClass: string; attempts: number }): Promise<'recorded' | 'moot' | 'missing'> {
+    const { rowCount } = await this.db.query(
       `UPDATE photos SET status = 'failed',
          error = jsonb_build_object('stage', $2::text, 'reason', $3::text, 'code', $4::text, 'errorClass', $5::text, 'attempts', $6::int),
          stages = stages || jsonb_build_object($2::text, 'failed'),
          updated_at = now(), progressed_at = now()
-       WHERE id = $1 AND status NOT IN ('complete', 'duplicate')`,
+       WHERE id = $1 AND status NOT IN ('complete', 'duplicate') AND COALESCE(stages ->> $2, 'pending') <> 'done'`,
       [id, f.stage, f.reason, f.code, f.errorClass, f.attempts],
     );
+    if (rowCount === 1) return 'recorded';
+    const { rows } = await this.db.query(`SELECT 1 FROM photos WHERE id = $1`, [id]);
+    return rows.length > 0 ? 'moot' : 'missing';
   }
 
-  /** Before a dead letter is replayed: the photo is processing again and the stage pending. */
-  async reopenStage(id: string, stage: StageName): Promise<boolean> {
+  /**
+   * Before a dead letter is replayed: the stage is pending again, and the photo processing unless
+   * another stage is still failed (then it stays failed until that one is replayed too, so it never
+   * sits in processing waiting for a stage nobody runs). If the same content was uploaded again and
+   * processed meanwhile, the failed photo cannot own it any more: it becomes a duplicate of the new
+   * one instead, and the replayed message finds no work.
+   */
+  async reopenStage(id: string, stage: StageName): Promise<'reopened' | 'duplicate' | 'not_reopened'> {
+    try {
+      const { rowCount } = await this.db.query(
+        `UPDATE photos SET
+           stages = stages || jsonb_build_object($2::text, 'pending'),
+           status = CASE WHEN others.failed IS NULL THEN 'processing' ELSE 'failed' END,
+           error = CASE WHEN others.failed IS NULL THEN NULL
+                        WHEN error ->> 'stage' = $2 THEN jsonb_build_object('stage', others.failed, 'reason', 'still failed: replay its dead letter too')
+                        ELSE error END,
+           updated_at = now(), progressed_at = now()
+         FROM (SELECT (SELECT s.key FROM photos p, jsonb_each_text(p.stages) s
+                       WHERE p.id = $1 AND s.key <> $2 AND s.value = 'failed' ORDER BY s.key LIMIT 1) AS failed) others
+         WHERE id = $1 AND status IN ('failed', 'processing', 'queued') AND COALESCE(stages ->> $2, 'pending') <> 'done'`,
+        [id, stage],
+      );
+      return rowCount === 1 ? 'reopened' : 'not_reopened';
+    } catch (err) {
+      if ((err as { code?: string }).code !== '23505') throw err; // unique_violation: the content has a new owner
+    }
     const { rowCount } = await this.db.query(
-      `UPDATE photos SET status = 'processing', error = NULL,
-         stages = stages || jsonb_build_object($2::text, 'pending'),
-         updated_at = now(), progressed_at = now()
-       WHERE id = $1 AND status IN ('failed', 'processing', 'queued') AND COALESCE(stages ->> $2, 'pending') <> 'done'`,
-      [id, stage],
+      `UPDATE photos SET status = 'duplicate', duplicate_of = owner.id, error = NULL,
+         completed_at = now(), updated_at = now(), progressed_at = now()
+       FROM (SELECT p.id FROM photos p, photos me
+             WHERE me.id = $1 AND p.tenant_id = me.tenant_id AND p.sha256 = me.sha256 AND p.id <> me.id
+               AND p.duplicate_of IS NULL AND p.status <> 'failed' LIMIT 1) owner
+       WHERE photos.id = $1`,
+      [id],
     );
-    return rowCount === 1;
+    return rowCount === 1 ? 'duplicate' : 'not_reopened';
   }
 
   /** One statement for all of a photo's variants; re-running replaces them (same keys, same rows). */
