@@ -6,6 +6,7 @@ import { buildTopology } from '../src/queues/topology.js';
 import { distinctJpeg, photo } from './helpers/fixtures.js';
 import { logLines } from './helpers/logs.js';
 import { Stack, waitFor, type Proc } from './helpers/stack.js';
+import { ApiKeyRepo } from '../src/db/api-key-repo.js';
 
 /**
  * Retry and dead-letter semantics on real services: which failures are retried through the
@@ -327,20 +328,28 @@ describe('failure semantics: retries, dead letters, time limits', () => {
     assert.equal(warned.length, 2, 'each malformed message was handled once');
   });
 
-  it('times out a hung handler, retries it, fails the photo, and keeps the consumer acking', async () => {
-    const logName = await startWorker('hang', { PHOTOPIPE_TEST_FAULTS: JSON.stringify({ thumbnail: { hang: true } }) });
-    const started = Date.now();
-    const ids = await Promise.all(
-      ['jpg/gps/DSCN0029.jpg', 'jpg/exif-org/nikon-e950.jpg', 'jpg/exif-org/canon-ixus.jpg', 'jpg/exif-org/kodak-dc240.jpg'].map((f, i) =>
-        stack.uploadOk(distinctJpeg(photo(f), `hang-${i}-${randomUUID()}`)),
-      ),
-    );
-    // Prefetch 2, 4 photos, 2 attempts of 1.5 s each: done in ~6 s if hung handlers free their
-    // slot at the deadline; never if they held it.
-    const states = await stack.waitAllFinal(ids, 60_000);
-    const elapsed = Date.now() - started;
-    const letters = await waitDeadLetters(stack, 'thumbnail', ids);
-    for (const id of ids) {
+  it('times out a hung handler, retries it and fails its photo, while the other photos in flight complete', async () => {
+    // The hang is injected for one tenant's photos only; another tenant's photos share the same
+    // worker, the same thumbnail consumer and its two prefetch slots.
+    const hungTenant = `t_hang_${randomUUID().slice(0, 8)}`;
+    const hungKey = (await new ApiKeyRepo(stack.db).create(hungTenant)).key;
+    const logName = await startWorker('hang', { PHOTOPIPE_TEST_FAULTS: JSON.stringify({ thumbnail: { hang: true, tenant: hungTenant } }) });
+    const uploadAs = async (key: string, file: string, i: number): Promise<string> => {
+      const res = await stack.upload(distinctJpeg(photo(file), `hang-${i}-${randomUUID()}`), { key });
+      assert.equal(res.status, 202);
+      return ((await res.json()) as { id: string }).id;
+    };
+    const hung: string[] = [];
+    const healthy: string[] = [];
+    const files = ['jpg/gps/DSCN0029.jpg', 'jpg/exif-org/nikon-e950.jpg', 'jpg/exif-org/canon-ixus.jpg', 'jpg/exif-org/kodak-dc240.jpg', 'jpg/gps/DSCN0040.jpg'];
+    for (const [i, f] of files.entries()) {
+      if (i < 2) hung.push(await uploadAs(hungKey, f, i));
+      healthy.push(await uploadAs(stack.apiKey, f, i));
+    }
+    const states = await stack.waitAllFinal([...hung, ...healthy], 60_000);
+    for (const id of healthy) assert.equal(states.get(id), 'complete', `healthy photo ${id}`);
+    const letters = await waitDeadLetters(stack, 'thumbnail', hung);
+    for (const id of hung) {
       assert.equal(states.get(id), 'failed');
       const row = await failedRow(stack, id);
       assert.equal(row.error?.stage, 'thumbnail');
@@ -351,14 +360,41 @@ describe('failure semantics: retries, dead letters, time limits', () => {
       assert.equal(mine.length, 1);
       assert.equal(mine[0]!.headers['x-attempts'], 2);
       assert.equal(mine[0]!.headers['x-error-code'], 'timeout');
+      assert.match(String(mine[0]!.headers['x-last-error']), /timeout in thumbnail after 1500 ms/, 'the last error travelled with the retry');
     }
-    // Had a hung handler kept its prefetch slot, the first two messages would have blocked the
-    // consumer for good and the other photos would never have reached a final state.
-    const lines = logLines<LogLine>(stack, logName).filter((x) => x.stage === 'thumbnail' && x.photoId && ids.includes(x.photoId));
-    assert.equal(lines.filter((x) => x.msg === 'stage failed; scheduling retry').length, 4, 'one retry per photo');
-    assert.equal(lines.filter((x) => x.msg.startsWith('stage failed: gave up after 2 attempts')).length, 4);
-    assert.ok(elapsed < 60_000, `all four failed in ${elapsed} ms`);
+    // The healthy photos did not wait for the hung ones to give up: the first of them completed
+    // while a hung handler was still being retried.
+    const { rows } = await stack.db.query(
+      `SELECT (SELECT min(completed_at) FROM photos WHERE id = ANY($1::uuid[])) < (SELECT max(updated_at) FROM photos WHERE id = ANY($2::uuid[])) AS overlapped`,
+      [healthy, hung],
+    );
+    assert.equal(rows[0].overlapped, true, 'healthy photos completed while hung ones were in flight');
+
+    const lines = logLines<LogLine>(stack, logName).filter((x) => x.stage === 'thumbnail' && x.photoId && hung.includes(x.photoId));
+    assert.equal(lines.filter((x) => x.msg === 'stage failed; scheduling retry').length, 2, 'one retry per hung photo');
+    assert.equal(lines.filter((x) => x.msg.startsWith('stage failed: gave up after 2 attempts')).length, 2);
+    assert.equal(lines.filter((x) => x.msg.startsWith('handler ignored its deadline')).length, 4, 'each overrun is reported');
     assert.equal((await stack.queueStats(stack.queue('thumbnail'))).messageCount, 0);
     assert.ok(worker?.running, 'the worker survived its hung handlers');
+  });
+
+  it('a worker whose handlers keep ignoring their deadline settles their messages, then stops with exit 1 to be replaced', async () => {
+    // Prefetch 2: the process gives up after max(8, 4 x 2) = 8 abandoned handlers, i.e. 4 photos x 2 attempts.
+    const logName = await startWorker('hang-all', { PHOTOPIPE_TEST_FAULTS: JSON.stringify({ thumbnail: { hang: true } }) });
+    const files = ['jpg/gps/DSCN0029.jpg', 'jpg/exif-org/nikon-e950.jpg', 'jpg/exif-org/canon-ixus.jpg', 'jpg/exif-org/kodak-dc240.jpg'];
+    const ids = await Promise.all(files.map((f, i) => stack.uploadOk(distinctJpeg(photo(f), `hang-all-${i}-${randomUUID()}`))));
+    const states = await stack.waitAllFinal(ids, 60_000);
+    for (const id of ids) assert.equal(states.get(id), 'failed');
+    await waitDeadLetters(stack, 'thumbnail', ids);
+    const proc = worker!;
+    worker = null; // it stops by itself; afterEach expects a SIGTERM exit
+    const exit = await Promise.race([proc.exited, new Promise<null>((r) => setTimeout(() => r(null), 30_000))]);
+    assert.deepEqual(exit, { code: 1, signal: null }, 'the worker stopped itself with exit code 1');
+    const fatal = logLines<LogLine & { count?: number }>(stack, logName).filter((x) => x.msg.startsWith('too many handlers ignored their deadline'));
+    assert.equal(fatal.length, 1);
+    assert.ok((fatal[0]!.count ?? 0) >= 8);
+    // Every message was settled before the stop: nothing waits in the queue to be redone.
+    assert.equal((await stack.queueStats(stack.queue('thumbnail'))).messageCount, 0);
+    await waitFor('consumers gone', async () => (await stack.queueStats(stack.queue('thumbnail'))).consumerCount === 0, 30_000, 200);
   });
 });

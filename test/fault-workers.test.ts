@@ -112,6 +112,21 @@ describe('fault suite: worker processes and S3', () => {
     assert.equal(handedBack.length, 1, 'the hanging worker handed its messages back');
     assert.ok((handedBack[0]!.count as number) >= 1);
 
+    // 3. A handler that honours its AbortSignal (injected slow start): aborted at the end of the
+    //    grace period, it rejects after its message was handed back. That rejection must not also
+    //    schedule a retry (a second copy of the message) or dead-letter the photo.
+    const slow = await stack.startWorkers(['frame'], { PHOTOPIPE_TEST_FAULTS: JSON.stringify({ frame: { slowMs: 120_000 } }), SHUTDOWN_GRACE_MS: String(hangGraceMs) });
+    await waitFor('the slow frame worker to hold messages', () => backlog('frame'), 60_000, 50);
+    slow.kill('SIGTERM');
+    assert.deepEqual(await slow.exited, { code: 0, signal: null });
+    const slowLines = await linesUntilStopped(slow.pid);
+    assert.equal(slowLines.filter((l) => l.msg === 'grace period over: handing unfinished messages back to the broker').length, 1);
+    assert.deepEqual(
+      slowLines.filter((l) => typeof l.msg === 'string' && (l.msg as string).startsWith('stage failed')),
+      [],
+      'an aborted handler neither scheduled a retry nor failed its photo',
+    );
+
     // A replacement finishes everything, including what the stopped workers handed back.
     await stack.startWorkers(['frame']);
     await stream.done();

@@ -74,6 +74,8 @@ async function overPixelLimit(source: ImageSource | undefined, maxInputPixels: n
   }
 }
 
+const SHARP_TIMEOUT = /^timeout: \d+% complete/;
+
 /**
  * Maps libvips failures to typed errors: past the deadline it is a timeout; an image above the
  * pixel limit (a decompression bomb that reached a render stage) is image_too_large, as at
@@ -86,6 +88,9 @@ async function guarded<T>(opts: RenderOptions, what: string, fn: () => Promise<T
   } catch (err) {
     if (err instanceof PipelineError) throw err;
     if (opts.signal.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : new StageTimeoutError(what, opts.timeoutMs);
+    // sharp's own time limit (set from the handler's remaining time) reports itself only through
+    // libvips' error text, "timeout: N% complete": an overrun, not a bad image.
+    if (SHARP_TIMEOUT.test((err as Error).message)) throw new StageTimeoutError(what, opts.timeoutMs);
     if (await overPixelLimit(source, opts.maxInputPixels)) {
       throw new PermanentError('image_too_large', `image is above the ${(opts.maxInputPixels / 1e6).toFixed(1)} MP pixel limit (${what})`, { cause: err });
     }

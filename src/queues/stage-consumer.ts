@@ -11,8 +11,15 @@ export interface StageContext {
   log: Logger;
   /** Aborted when the stage's time limit is reached or the process is shutting down hard. */
   signal: AbortSignal;
+  /** When the stage's time limit ends (epoch ms): client and libvips timeouts are set from what is left. */
+  deadlineAt: number;
   attempt: number;
   maxAttempts: number;
+}
+
+/** Milliseconds left before the handler's deadline (at least 1, so a timeout option stays valid). */
+export function remainingMs(ctx: Pick<StageContext, 'deadlineAt'>): number {
+  return Math.max(1, ctx.deadlineAt - Date.now());
 }
 
 export type StageHandler = (msg: StageMessage, ctx: StageContext) => Promise<void>;
@@ -27,8 +34,12 @@ export interface Failure {
 
 /** Writes outcomes where users and the reconciler see them (the photo's row). Must be idempotent. */
 export interface FailureRecorder {
-  /** A terminal failure: the photo becomes failed with stage and reason. */
-  recordFailure(msg: StageMessage, failure: Failure): Promise<void>;
+  /**
+   * A terminal failure: the photo becomes failed with stage and reason. 'moot' when the stage had
+   * already succeeded or the photo is final (a duplicate delivery failed late): nothing to record
+   * and nothing to dead-letter. 'missing' when there is no such photo.
+   */
+  recordFailure(msg: StageMessage, failure: Failure): Promise<'recorded' | 'moot' | 'missing'>;
   /**
    * A retry was scheduled: the photo is alive, only waiting. Counting this as progress keeps the
    * reconciler from taking a photo that is working through its retries for a stuck one.
@@ -46,6 +57,13 @@ interface InFlight {
 const MAX_REASON = 1_000;
 
 /**
+ * Handlers that ignored their signal and still run after their deadline hold memory (and maybe a
+ * CPU). Past this many at once the process asks to be replaced (onAbandonedOverflow), which
+ * reclaims them; the broker redelivers whatever else it held.
+ */
+const abandonedLimit = (prefetch: number) => Math.max(8, 4 * prefetch);
+
+/**
  * Runs one stage's handler over its queue. Every outcome is explicit and written once, here:
  * success -> ack; retryable failure -> republish to a delay queue with attempt+1, then ack;
  * permanent failure or last attempt -> record the failure, publish to the stage's DLQ, then ack.
@@ -54,6 +72,8 @@ const MAX_REASON = 1_000;
 export class StageConsumer {
   private readonly inFlight = new Set<InFlight>();
   private handle: ConsumerHandle | null = null;
+  private abandoned = 0;
+  private overflowReported = false;
   private readonly settings: { maxAttempts: number; timeoutMs: number; prefetch: number };
   private readonly log: Logger;
 
@@ -67,6 +87,8 @@ export class StageConsumer {
       stage: StageName;
       handler: StageHandler;
       prefetch?: number;
+      /** Too many handlers overran their deadline and kept running: the process should be replaced. */
+      onAbandonedOverflow?: (count: number) => void;
     },
   ) {
     const s = deps.config.stage(deps.stage);
@@ -84,7 +106,14 @@ export class StageConsumer {
     this.handle = this.deps.broker.consume(queue, this.settings.prefetch, (msg, ch) => {
       const entry: InFlight = { msg, ch, settled: false, abort: new AbortController() };
       this.inFlight.add(entry);
-      void this.process(entry).finally(() => this.inFlight.delete(entry));
+      void this.process(entry).finally(() => {
+        this.inFlight.delete(entry);
+        // Checked once the message's outcome is settled, so a replacement never redoes it.
+        if (!this.overflowReported && this.abandoned >= abandonedLimit(this.settings.prefetch)) {
+          this.overflowReported = true;
+          this.deps.onAbandonedOverflow?.(this.abandoned);
+        }
+      });
     });
   }
 
@@ -130,11 +159,19 @@ export class StageConsumer {
     }
 
     try {
-      await this.runWithDeadline(entry, message, { log, signal: entry.abort.signal, attempt, maxAttempts: this.settings.maxAttempts });
+      const deadlineAt = Date.now() + this.settings.timeoutMs;
+      await this.runWithDeadline(entry, message, { log, signal: entry.abort.signal, deadlineAt, attempt, maxAttempts: this.settings.maxAttempts });
       this.settle(entry, 'ack');
       log.info({ durationMs: Date.now() - started }, 'stage done');
     } catch (raw) {
       const err = coerceError(raw);
+      if (entry.settled) {
+        // Shutdown handed the message back and aborted the handler: its redelivery decides the
+        // outcome. Scheduling a retry or a dead letter here would duplicate it or fail a photo
+        // whose message is being processed elsewhere.
+        log.debug({ err: err.message }, 'handler ended after its message was handed back');
+        return;
+      }
       const errorClass = classify(err);
       const code = err instanceof PipelineError ? err.code : 'unexpected';
       const reason = truncate(err.message);
@@ -164,13 +201,24 @@ export class StageConsumer {
         reject(err);
       }, timeoutMs);
     });
-    const work = this.deps.handler(message, ctx);
+    let running = true;
+    const work = this.deps.handler(message, ctx).finally(() => {
+      running = false;
+    });
     work.catch(() => {}); // if the deadline wins, a later rejection of the abandoned handler is expected
     try {
       await Promise.race([work, deadline]);
     } finally {
       clearTimeout(timer);
+      if (running) this.trackAbandoned(work, ctx.log);
     }
+  }
+
+  private trackAbandoned(work: Promise<void>, log: Logger): void {
+    this.abandoned++;
+    const limit = abandonedLimit(this.settings.prefetch);
+    log.warn({ abandoned: this.abandoned, limit }, 'handler ignored its deadline and still runs; its message is settled without it');
+    void work.catch(() => {}).finally(() => this.abandoned--);
   }
 
   /** How many times this message was delivered before without an outcome (its worker died). */
@@ -223,7 +271,12 @@ export class StageConsumer {
     const now = new Date().toISOString();
     const reason = truncate(f.reason);
     try {
-      if (message) await recorder.recordFailure(message, { stage: this.deps.stage, errorClass: f.errorClass, code: f.code, reason, attempts: attempt });
+      const recorded = message ? await recorder.recordFailure(message, { stage: this.deps.stage, errorClass: f.errorClass, code: f.code, reason, attempts: attempt }) : 'missing';
+      if (recorded === 'moot') {
+        this.log.info({ photoId: message?.photoId, code: f.code }, 'failure after the stage had already succeeded (duplicate delivery): dropped');
+        this.settle(entry, 'ack');
+        return;
+      }
       await broker.publishRaw(broker.topology.deadLetterExchange, this.deps.stage, entry.msg.content, {
         contentType: entry.msg.properties.contentType ?? 'application/json',
         headers: {

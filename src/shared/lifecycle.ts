@@ -31,11 +31,12 @@ export class Releasers {
 /**
  * First SIGTERM/SIGINT: graceful shutdown, exit 0. Second signal: exit 1 at once.
  * Programmer errors (uncaught exceptions) are logged and crash the process (exit 1); the
- * supervisor or the orchestrator restarts it.
+ * supervisor or the orchestrator restarts it. Returns the graceful shutdown itself, for a process
+ * that decides to stop on its own (with a non-zero code, so that it is replaced).
  */
-export function installShutdown(log: Logger, releasers: Releasers, onStop?: () => void): void {
+export function installShutdown(log: Logger, releasers: Releasers, onStop?: () => void): (reason: string, exitCode?: number) => void {
   let stopping = false;
-  const stop = (signal: string) => {
+  const stop = (signal: string, exitCode = 0) => {
     if (stopping) {
       log.warn({ signal }, 'second signal: exiting now');
       process.exit(1);
@@ -45,8 +46,8 @@ export function installShutdown(log: Logger, releasers: Releasers, onStop?: () =
     onStop?.();
     const started = Date.now();
     void releasers.release().then(() => {
-      log.info({ durationMs: Date.now() - started }, 'stopped');
-      process.exit(0);
+      log.info({ durationMs: Date.now() - started, exitCode }, 'stopped');
+      process.exit(exitCode);
     });
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
@@ -68,4 +69,5 @@ export function installShutdown(log: Logger, releasers: Releasers, onStop?: () =
     log.fatal({ err: err instanceof Error ? err.message : String(err), stack: err instanceof Error ? err.stack : undefined }, 'unhandled rejection');
     process.exit(1);
   });
+  return stop;
 }

@@ -1,6 +1,6 @@
 import type { StageName } from '../shared/config.js';
 import { PermanentError } from '../shared/errors.js';
-import type { PhotoRow, StageCompletion, StageView } from '../db/photo-repo.js';
+import type { PhotoRow, StageFields, StageState, StageView } from '../db/photo-repo.js';
 import type { StageMessage } from '../queues/messages.js';
 import type { StageContext } from '../queues/stage-consumer.js';
 import type { WorkerDeps } from './worker-deps.js';
@@ -59,7 +59,21 @@ export async function afterStage(deps: WorkerDeps, stage: StageName, msg: StageM
   if (next.length > 0) ctx.log.debug({ next }, 'published next stages');
 }
 
-export async function onStageCompleted(deps: WorkerDeps, stage: StageName, msg: StageMessage, result: StageCompletion | null, ctx: StageContext): Promise<void> {
+/**
+ * Commits a stage: marks it done with what it produced (one statement), publishes what follows,
+ * and on the photo's completion drops its blobs. A handler whose deadline passed does not commit:
+ * its message was already settled without it (retried or dead-lettered), and a late commit could
+ * mark a stage done on a photo that was failed in the meantime.
+ */
+export async function finishStage(
+  deps: WorkerDeps,
+  stage: StageName,
+  msg: StageMessage,
+  ctx: StageContext,
+  opts: { initStages?: Partial<Record<StageName, StageState>>; setStages?: Partial<Record<StageName, StageState>>; fields?: StageFields } = {},
+): Promise<void> {
+  ctx.signal.throwIfAborted();
+  const result = await deps.photos.completeStage(msg.photoId, stage, opts);
   if (!result) throw new PermanentError('unknown_photo', `photo ${msg.photoId} disappeared`);
   await afterStage(deps, stage, msg, result.row, ctx);
   if (result.justCompleted) {

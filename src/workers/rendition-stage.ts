@@ -1,7 +1,7 @@
-import type { StageHandler } from '../queues/stage-consumer.js';
+import { remainingMs, type StageHandler } from '../queues/stage-consumer.js';
 import type { StageMessage } from '../queues/messages.js';
 import type { Rendition, RenderOptions } from '../imaging/render.js';
-import { loadForStage, onStageCompleted } from './flow.js';
+import { finishStage, loadForStage } from './flow.js';
 import type { WorkerDeps } from './worker-deps.js';
 import type { StageView } from '../db/photo-repo.js';
 
@@ -26,11 +26,10 @@ export function renditionStage(
       const out = await render(await renditionSource(deps, msg, loaded.photo), msg, {
         maxInputPixels: deps.config.MAX_INPUT_PIXELS,
         signal: ctx.signal,
-        timeoutMs: deps.config.stage(stage).timeoutMs,
+        timeoutMs: remainingMs(ctx),
       });
       await deps.blobs.put(msg.photoId, stage === 'frame' ? 'framed' : 'thumbnail', out.data);
     }
-    const result = await deps.photos.completeStage(msg.photoId, stage);
-    await onStageCompleted(deps, stage, msg, result, ctx);
+    await finishStage(deps, stage, msg, ctx);
   };
 }

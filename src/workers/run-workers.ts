@@ -56,13 +56,19 @@ export async function runWorkers(config: Config, roles: StageName[], opts: { pre
         stage,
         handler: withFault(STAGE_HANDLERS[stage](deps), faults[stage]),
         prefetch: opts.prefetch,
+        onAbandonedOverflow: (count) => {
+          // Exiting is how the abandoned handlers' memory and CPU come back: a graceful stop hands
+          // back what this process holds, and the supervisor (or the orchestrator) starts a fresh one.
+          log.fatal({ stage, count }, 'too many handlers ignored their deadline and still run: stopping to be replaced');
+          shutdown('abandoned-handlers', 1);
+        },
       }),
   );
   releasers.add('consumers', async () => {
     await Promise.all(consumers.map((c) => c.stop(config.SHUTDOWN_GRACE_MS)));
   });
 
-  installShutdown(log, releasers);
+  const shutdown = installShutdown(log, releasers);
   for (const c of consumers) c.start();
   log.info({ roles, queues: roles.map((r) => broker.topology.workQueue(r)) }, 'worker started');
 }

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import { z } from 'zod';
 import { STAGES, type StageName } from '../shared/config.js';
 import { RetryableError } from '../shared/errors.js';
@@ -9,13 +10,18 @@ import type { StageHandler } from '../queues/stage-consumer.js';
  *   {"frame": {"failFirst": 2}}   retryable failure on attempts 1..2
  *   {"upload": {"always": true}}  retryable failure on every attempt
  *   {"thumbnail": {"hang": true}} never settles and ignores its AbortSignal
+ *   {"thumbnail": {"hang": true, "tenant": "t1"}}  only for that tenant's photos; others run normally
+ *   {"frame": {"slowMs": 60000}}  waits that long before working, and gives up when its AbortSignal fires
  *   {"exif": {"exitOnStart": true}} the role's process exits with code 3 at start-up
  */
 const faultSchema = z.object({
   failFirst: z.number().int().min(0).optional(),
   always: z.boolean().optional(),
   hang: z.boolean().optional(),
+  slowMs: z.number().int().min(0).optional(),
   exitOnStart: z.boolean().optional(),
+  /** Limits the fault to one tenant's messages, so other photos in flight show what it does not block. */
+  tenant: z.string().optional(),
 });
 const faultsSchema = z.partialRecord(z.enum(STAGES), faultSchema);
 export type StageFault = z.infer<typeof faultSchema>;
@@ -30,7 +36,9 @@ export function readTestFaults(env: NodeJS.ProcessEnv): Partial<Record<StageName
 export function withFault(handler: StageHandler, fault: StageFault | undefined): StageHandler {
   if (!fault) return handler;
   return async (msg, ctx) => {
+    if (fault.tenant !== undefined && msg.tenantId !== fault.tenant) return handler(msg, ctx);
     if (fault.hang) return new Promise<void>(() => {});
+    if (fault.slowMs !== undefined) await delay(fault.slowMs, undefined, { signal: ctx.signal });
     if (fault.always) throw new RetryableError('injected_fault', 'injected failure (always)');
     if (fault.failFirst !== undefined && ctx.attempt <= fault.failFirst) {
       throw new RetryableError('injected_fault', `injected failure on attempt ${ctx.attempt}`);

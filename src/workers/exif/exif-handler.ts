@@ -1,6 +1,6 @@
 import type { StageHandler } from '../../queues/stage-consumer.js';
 import { extractExif } from '../../imaging/exif.js';
-import { loadForStage, onStageCompleted } from '../flow.js';
+import { finishStage, loadForStage } from '../flow.js';
 import type { WorkerDeps } from '../worker-deps.js';
 
 /** exif: everything exifr reads, stored as JSON, plus normalised fields; photos with GPS go on to geocoding. */
@@ -8,16 +8,12 @@ export function exifHandler(deps: WorkerDeps): StageHandler {
   return async (msg, ctx) => {
     const loaded = await loadForStage(deps, 'exif', msg);
     if (!loaded) return;
-    if (loaded.alreadyDone) {
-      const again = await deps.photos.completeStage(msg.photoId, 'exif');
-      return onStageCompleted(deps, 'exif', msg, again, ctx);
-    }
+    if (loaded.alreadyDone) return finishStage(deps, 'exif', msg, ctx);
     const raw = await deps.blobs.getByKey(msg.rawKey, msg.photoId);
     const { exif, raw: exifRaw } = await extractExif(raw);
-    const result = await deps.photos.completeStage(msg.photoId, 'exif', {
+    await finishStage(deps, 'exif', msg, ctx, {
       setStages: { geocode: exif.gps ? 'pending' : 'skipped' },
       fields: { exif, exifRaw, gps: exif.gps },
     });
-    await onStageCompleted(deps, 'exif', msg, result, ctx);
   };
 }

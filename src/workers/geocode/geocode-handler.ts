@@ -1,5 +1,5 @@
 import type { StageHandler } from '../../queues/stage-consumer.js';
-import { loadForStage, onStageCompleted } from '../flow.js';
+import { finishStage, loadForStage } from '../flow.js';
 import type { WorkerDeps } from '../worker-deps.js';
 
 /**
@@ -11,9 +11,6 @@ export function geocodeHandler(deps: WorkerDeps): StageHandler {
   return async (msg, ctx) => {
     const loaded = await loadForStage(deps, 'geocode', msg);
     if (!loaded) return;
-    const result = loaded.alreadyDone
-      ? await deps.photos.completeStage(msg.photoId, 'geocode')
-      : await deps.photos.completeStage(msg.photoId, 'geocode', { fields: { place: null } });
-    await onStageCompleted(deps, 'geocode', msg, result, ctx);
+    await finishStage(deps, 'geocode', msg, ctx, loaded.alreadyDone ? {} : { fields: { place: null } });
   };
 }

@@ -1,10 +1,10 @@
 import { webcrypto } from 'node:crypto';
 import { PermanentError } from '../../shared/errors.js';
-import type { StageHandler } from '../../queues/stage-consumer.js';
+import { remainingMs, type StageHandler } from '../../queues/stage-consumer.js';
 import { sniffImageFormat } from '../../imaging/sniff.js';
 import { encodeWorkingCopy, readImageInfo } from '../../imaging/render.js';
 import { decodeHeic } from '../../imaging/heic.js';
-import { loadForStage, onStageCompleted, STAGES_AFTER_INGEST } from '../flow.js';
+import { finishStage, loadForStage, STAGES_AFTER_INGEST } from '../flow.js';
 import type { WorkerDeps } from '../worker-deps.js';
 
 /** SHA-256 off the event loop (WebCrypto runs it on the libuv thread pool). */
@@ -21,17 +21,13 @@ export function ingestHandler(deps: WorkerDeps): StageHandler {
   return async (msg, ctx) => {
     const loaded = await loadForStage(deps, 'ingest', msg);
     if (!loaded) return;
-    if (loaded.alreadyDone) {
-      const again = await deps.photos.completeStage(msg.photoId, 'ingest');
-      return onStageCompleted(deps, 'ingest', msg, again, ctx);
-    }
+    if (loaded.alreadyDone) return finishStage(deps, 'ingest', msg, ctx);
     const raw = await deps.blobs.getByKey(msg.rawKey, msg.photoId);
     if (raw.length === 0) throw new PermanentError('empty_file', 'the upload is empty');
     const sniffed = sniffImageFormat(raw.subarray(0, 64));
     if (!sniffed) throw new PermanentError('unsupported_image', 'not a supported image format');
 
-    const timeoutMs = deps.config.stage('ingest').timeoutMs;
-    const renderOpts = { maxInputPixels: deps.config.MAX_INPUT_PIXELS, signal: ctx.signal, timeoutMs };
+    const renderOpts = { maxInputPixels: deps.config.MAX_INPUT_PIXELS, signal: ctx.signal, timeoutMs: remainingMs(ctx) };
     const [sha256, info] = await Promise.all([sha256Hex(raw), readImageInfo(raw, renderOpts)]);
     const pixels = info.width * info.height;
     if (pixels > deps.config.MAX_INPUT_PIXELS) {
@@ -54,7 +50,6 @@ export function ingestHandler(deps: WorkerDeps): StageHandler {
     }
 
     const initStages = Object.fromEntries(STAGES_AFTER_INGEST.map((s) => [s, 'pending' as const]));
-    const result = await deps.photos.completeStage(msg.photoId, 'ingest', { initStages });
-    await onStageCompleted(deps, 'ingest', msg, result, ctx);
+    await finishStage(deps, 'ingest', msg, ctx, { initStages });
   };
 }

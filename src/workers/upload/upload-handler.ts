@@ -3,7 +3,7 @@ import { PermanentError } from '../../shared/errors.js';
 import type { StageHandler } from '../../queues/stage-consumer.js';
 import { CONTENT_TYPES, EXTENSIONS, sniffImageFormat } from '../../imaging/sniff.js';
 import type { VariantRow } from '../../db/photo-repo.js';
-import { loadForStage, onStageCompleted } from '../flow.js';
+import { finishStage, loadForStage } from '../flow.js';
 import type { WorkerDeps } from '../worker-deps.js';
 
 const PUBLIC_CACHE = 'public, max-age=31536000, immutable';
@@ -79,8 +79,8 @@ export function uploadHandler(deps: WorkerDeps): StageHandler {
         variants.map(({ body: _b, visibility, ...v }) => ({ ...v, url: visibility === 'public' ? deps.storage.publicUrl(v.s3Key) : null })),
       );
     }
-    const result = await deps.photos.completeStage(msg.photoId, 'upload');
+    await finishStage(deps, 'upload', msg, ctx);
+    // The renditions are in S3 now; the photo may still wait for exif or geocode, so free them early.
     await deps.blobs.delete(msg.photoId, ['framed', 'thumbnail']);
-    await onStageCompleted(deps, 'upload', msg, result, ctx);
   };
 }
