@@ -170,6 +170,13 @@ describe('hostile input', () => {
     assert.deepEqual([...states.values()], ['complete', 'complete', 'complete']);
   });
 
+  it('accepts a raw upload whose Content-Type carries parameters', async () => {
+    const res = await post({ authorization: `Bearer ${stack.apiKey}`, 'content-type': 'image/jpeg; charset=binary' }, good());
+    assert.equal(res.status, 202, await res.clone().text());
+    const { id } = (await res.json()) as { id: string };
+    assert.equal(await stack.waitFinal(id), 'complete');
+  });
+
   it('accepts a multipart upload and records the sanitized file name', async () => {
     const form = new FormData();
     form.append('caption', 'a field before the file is fine');
@@ -300,6 +307,10 @@ describe('hostile input', () => {
     assert.deepEqual(otherList, { items: [], nextCursor: null });
 
     for (const q of ['limit=0', 'limit=201', 'limit=abc', 'limit=1.5', 'status=bogus']) await expectError(await get(`/v1/photos?${q}`, stack.apiKey), 400, 'invalid_query');
+    // Empty filters, as a form would send them, mean "not set".
+    const unfiltered = await get('/v1/photos?status=&limit=5&cursor=', stack.apiKey);
+    assert.equal(unfiltered.status, 200);
+    assert.ok(((await unfiltered.json()) as { items: { id: string }[] }).items.some((p) => p.id === id));
     const forged = Buffer.from(JSON.stringify(['not a date', randomUUID()])).toString('base64url');
     for (const c of ['garbage', forged, 'x'.repeat(300)]) await expectError(await get(`/v1/photos?cursor=${c}`, stack.apiKey), 400, /invalid_cursor|invalid_query/);
     await stack.waitFinal(id);

@@ -1,6 +1,6 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import multipart from '@fastify/multipart';
-import { HttpError, ServiceUnavailableError } from '../shared/errors.js';
+import { HttpError, RetryableError, ServiceUnavailableError } from '../shared/errors.js';
 import { isDbUnavailable } from '../shared/db.js';
 import type { ApiDeps } from './api-deps.js';
 import { Authenticator } from './auth.js';
@@ -25,14 +25,17 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     bodyLimit: deps.config.UPLOAD_MAX_BYTES,
     disableRequestLogging: false,
     requestTimeout: 120_000,
+    // On shutdown, idle keep-alive connections are closed at once instead of holding close() open.
+    forceCloseConnections: 'idle',
     // Fastify's own closing answer is a 503 without Retry-After and in another body shape; the
     // hook below gives requests that arrive while the server drains our usual 503 instead.
     return503OnClosing: false,
-    trustProxy: true,
+    // X-Forwarded-* are only believed from proxies the operator names (they shape statusUrl).
+    trustProxy: deps.config.TRUST_PROXY ?? false,
   });
 
   // Raw uploads: any image/* body, buffered up to the limit (Content-Length above it is refused at once).
-  app.addContentTypeParser(/^image\/[\w.+-]+$/i, { parseAs: 'buffer', bodyLimit: deps.config.UPLOAD_MAX_BYTES }, (_req, body, done) => done(null, body));
+  app.addContentTypeParser(/^image\/[\w.+-]+\s*(;.*)?$/i, { parseAs: 'buffer', bodyLimit: deps.config.UPLOAD_MAX_BYTES }, (_req, body, done) => done(null, body));
   await app.register(multipart, { limits: { fileSize: deps.config.UPLOAD_MAX_BYTES, files: 1 } });
 
   let closing = false;
@@ -53,6 +56,12 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
       // Any route whose read finds Postgres away answers like an upload does: 503 + Retry-After, not 500.
       req.log.warn({ err: (err as Error).message }, 'postgres unavailable');
       const unavailable = new ServiceUnavailableError('database unavailable, try again shortly');
+      return reply.code(unavailable.status).headers(unavailable.headers).send({ error: { code: unavailable.code, message: unavailable.message } });
+    }
+    if (err instanceof RetryableError) {
+      // A dependency that is away for now (RabbitMQ for the DLQ tools, a timeout): try again later.
+      req.log.warn({ err: err.message, code: err.code }, 'dependency unavailable');
+      const unavailable = new ServiceUnavailableError(`temporarily unavailable (${err.code}), try again shortly`);
       return reply.code(unavailable.status).headers(unavailable.headers).send({ error: { code: unavailable.code, message: unavailable.message } });
     }
     const status = (err as { statusCode?: number }).statusCode;

@@ -44,7 +44,19 @@ export async function runApi(config: Config): Promise<void> {
     shedder,
     dlq: new DlqService(broker, async (photoId, stage) => void (await photos.reopenStage(photoId, stage))),
   });
-  releasers.add('http', () => app.close());
+  releasers.add('http', async () => {
+    // In-flight uploads get the grace period to finish; after it, whatever still holds a
+    // connection is cut so that the process exits before the orchestrator's SIGKILL.
+    const timer = setTimeout(() => {
+      log.warn({ graceMs: config.SHUTDOWN_GRACE_MS }, 'grace period over: closing the remaining connections');
+      app.server.closeAllConnections();
+    }, config.SHUTDOWN_GRACE_MS);
+    try {
+      await app.close();
+    } finally {
+      clearTimeout(timer);
+    }
+  });
   installShutdown(log, releasers);
   shedder.start();
   await app.listen({ host: config.HOST, port: config.PORT });

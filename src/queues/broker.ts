@@ -126,7 +126,8 @@ export class Broker {
 
   /** A plain channel for tools that browse queues (DLQ list/replay); the caller closes it. */
   async openToolChannel(): Promise<ConfirmChannel> {
-    await this.waitReady();
+    // Tools answer an operator (or an HTTP request): fail fast while the broker is away.
+    await this.waitReady(5_000);
     const conn = this.connection.connection;
     if (!conn) throw new RetryableError('amqp_unavailable', 'RabbitMQ is not connected');
     const ch = await conn.createConfirmChannel();

@@ -48,6 +48,14 @@ const envSchema = z.object({
   HOST: z.string().default('0.0.0.0'),
   PORT: intFromEnv(0, 65535).default(8080),
   PUBLIC_BASE_URL: z.url().optional(),
+  /**
+   * Proxies whose X-Forwarded-Proto/Host the API believes (fastify's trustProxy): "true" (any), or
+   * comma-separated addresses/CIDRs such as "10.0.0.0/8,127.0.0.1". Unset: none.
+   */
+  TRUST_PROXY: z
+    .string()
+    .transform((s): boolean | string => (s === 'true' ? true : s === 'false' ? false : s))
+    .optional(),
 
   DATABASE_URL: z.string().url().default('postgres://postgres@127.0.0.1:5432/photopipe'),
   DATABASE_POOL_MAX: intFromEnv(1, 200).default(10),

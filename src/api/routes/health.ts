@@ -15,12 +15,13 @@ export function registerHealthRoutes(app: FastifyInstance, deps: ApiDeps): void 
         return `error: ${(err as Error).message}`;
       }
     };
-    const [redis, postgres, s3] = await Promise.all([
+    const [redis, postgres, s3, rabbitmq] = await Promise.all([
       check(() => deps.redis.ping()),
       check(() => deps.db.query('SELECT 1')),
       check(() => deps.storage.ping()),
+      // Connected is not enough: uploads need the ingest queue to exist as declared.
+      check(() => deps.broker.queueDepth(deps.broker.topology.workQueue('ingest'))),
     ]);
-    const rabbitmq = deps.broker.isConnected() ? 'ok' : 'error: not connected';
     const checks = { redis, rabbitmq, postgres, s3 };
     const ready = Object.values(checks).every((v) => v === 'ok');
     return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', checks });

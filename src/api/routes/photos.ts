@@ -11,7 +11,8 @@ import type { Authenticator } from '../auth.js';
 
 const uuid = z.uuid();
 const listQuery = z.object({
-  status: z.enum(['queued', 'processing', 'complete', 'duplicate', 'failed']).optional(),
+  // `?status=` (empty) means any status, as an unset filter.
+  status: z.preprocess((v) => (v === '' ? undefined : v), z.enum(['queued', 'processing', 'complete', 'duplicate', 'failed']).optional()),
   limit: z.coerce.number().int().min(1).max(200).default(50),
   cursor: z.string().max(200).optional(),
 });
