@@ -23,6 +23,10 @@ export class Broker {
   readonly connection: AmqpConnectionManager;
   private readonly publisher: ChannelWrapper;
   private readonly consumerChannels: ChannelWrapper[] = [];
+  /** The publisher's current channel, for declaring the topology again when a message had no route. */
+  private publisherChannel: ConfirmChannel | null = null;
+  /** Message ids the broker returned as unroutable (basic.return arrives before the confirm). */
+  private readonly returned = new Map<string, number>();
 
   constructor(
     private readonly config: Config,
@@ -42,7 +46,14 @@ export class Broker {
       name: 'publisher',
       confirm: true,
       publishTimeout: config.AMQP_PUBLISH_TIMEOUT_MS,
-      setup: (ch: ConfirmChannel) => declareTopology(ch, topology),
+      setup: async (ch: ConfirmChannel) => {
+        ch.on('return', (msg: ConsumeMessage) => {
+          const id = msg.properties.messageId as string | undefined;
+          if (id) this.returned.set(id, (this.returned.get(id) ?? 0) + 1);
+        });
+        await declareTopology(ch, topology);
+        this.publisherChannel = ch;
+      },
     });
     this.publisher.on('error', (err: Error) => log.warn({ err: err.message }, 'amqp publisher channel error'));
   }
@@ -58,20 +69,33 @@ export class Broker {
 
   /**
    * Publishes persistently and resolves only when the broker has confirmed the message.
-   * Fails fast while disconnected so callers (the API) can answer 503 at once.
+   * Fails fast while disconnected so callers (the API) can answer 503 at once. Publishes are
+   * mandatory: a message no queue takes (a queue deleted by hand) is not confirmed as if stored,
+   * it fails as retryable, and the topology is declared again so that the next try finds its queue.
    */
   async publishRaw(exchange: string, routingKey: string, content: Buffer, options: Options.Publish = {}): Promise<void> {
     if (!this.isConnected()) throw new RetryableError('amqp_unavailable', 'RabbitMQ is not connected');
+    const messageId = options.messageId ?? randomUUID();
     try {
       await this.publisher.publish(exchange, routingKey, content, {
         persistent: true,
         contentType: 'application/json',
-        messageId: options.messageId ?? randomUUID(),
         timestamp: Math.floor(Date.now() / 1000),
         ...options,
+        messageId,
+        mandatory: true,
       });
     } catch (err) {
       throw new RetryableError('amqp_publish_failed', `publish to ${exchange}/${routingKey} not confirmed: ${(err as Error).message}`, { cause: err });
+    }
+    const returns = this.returned.get(messageId);
+    if (returns) {
+      if (returns > 1) this.returned.set(messageId, returns - 1);
+      else this.returned.delete(messageId);
+      this.log.warn({ exchange, routingKey }, 'message had no route (a queue or binding is missing): declaring the topology again');
+      const ch = this.publisherChannel;
+      if (ch) await declareTopology(ch, this.topology).catch((e: Error) => this.log.warn({ err: e.message }, 'could not declare the topology again'));
+      throw new RetryableError('amqp_unroutable', `RabbitMQ had no queue for ${exchange}/${routingKey}`);
     }
   }
 
