@@ -24,8 +24,11 @@ export interface ExifResult {
 const EMPTY: NormalisedExif = { make: null, model: null, takenAt: null, orientation: null, gps: null };
 
 /**
- * Reads EXIF/TIFF/GPS with exifr. Broken or hostile EXIF never fails the photo: what cannot be
- * read is left out, absurd values (latitude 200, 1 MB strings) are dropped.
+ * Reads the EXIF blocks (IFD0/TIFF, Exif, GPS, Interop, UserComment) with exifr. Left out: IFD1,
+ * which describes the embedded preview thumbnail rather than the photo (and whose tags would
+ * overwrite IFD0's in the merged output), and MakerNote, an opaque vendor blob. XMP, IPTC and ICC
+ * are not EXIF. Broken or hostile EXIF never fails the photo: what cannot be read is left out,
+ * absurd values (latitude 200, 1 MB strings) are dropped.
  */
 export async function extractExif(input: Buffer): Promise<ExifResult> {
   let out: Record<string, unknown> | undefined;
@@ -35,14 +38,14 @@ export async function extractExif(input: Buffer): Promise<ExifResult> {
       exif: true,
       gps: true,
       ifd1: false,
-      interop: false,
+      interop: true,
       xmp: false,
       icc: false,
       iptc: false,
       jfif: false,
       ihdr: false,
       makerNote: false,
-      userComment: false,
+      userComment: true,
       translateKeys: true,
       translateValues: false,
       reviveValues: true,
@@ -52,6 +55,11 @@ export async function extractExif(input: Buffer): Promise<ExifResult> {
     return { exif: { ...EMPTY }, raw: null };
   }
   if (!out || typeof out !== 'object') return { exif: { ...EMPTY }, raw: null };
+  if (ArrayBuffer.isView(out.userComment)) {
+    const comment = decodeUserComment(out.userComment);
+    delete out.userComment;
+    if (comment) out.UserComment = comment;
+  }
   return { exif: normalise(out), raw: sanitise(out, 0) as Record<string, unknown> };
 }
 
@@ -73,9 +81,39 @@ function gpsFix(o: Record<string, unknown>): GpsFix | null {
   if (Math.abs(lat) > 90 || Math.abs(lon) > 180) return null;
   let alt: number | null = null;
   if (typeof o.GPSAltitude === 'number' && Number.isFinite(o.GPSAltitude) && Math.abs(o.GPSAltitude) < 100_000) {
-    alt = o.GPSAltitudeRef === 1 ? -o.GPSAltitude : o.GPSAltitude;
+    alt = belowSeaLevel(o.GPSAltitudeRef) ? -o.GPSAltitude : o.GPSAltitude;
   }
   return { lat, lon, alt };
+}
+
+/**
+ * UserComment is an 8-byte character code followed by the text: "ASCII\0\0\0", "UNICODE\0" (UTF-16
+ * in the file's byte order, guessed here from where the zero bytes fall), "JIS" or eight zero
+ * bytes (undefined: read as UTF-8). Cameras often fill it with zeros or spaces: that is no comment.
+ */
+export function decodeUserComment(view: ArrayBufferView): string | null {
+  const bytes = Buffer.from(view.buffer, view.byteOffset, view.byteLength);
+  if (bytes.length <= 8) return null;
+  const code = bytes.subarray(0, 8).toString('latin1').replace(/\0+$/, '');
+  let text = bytes.subarray(8);
+  let s: string;
+  if (code === 'UNICODE') {
+    if (text.length % 2 === 1) text = text.subarray(0, text.length - 1);
+    let zerosAtEven = 0;
+    for (let i = 0; i < text.length; i += 2) if (text[i] === 0) zerosAtEven++;
+    const bigEndian = zerosAtEven > text.length / 4;
+    s = bigEndian ? Buffer.from(text).swap16().toString('utf16le') : text.toString('utf16le');
+  } else {
+    s = text.toString(code === 'ASCII' ? 'latin1' : 'utf8');
+  }
+  return cleanString(s);
+}
+
+/** GPSAltitudeRef is a BYTE: 1 = below sea level. exifr gives it as a one-byte array, some writers as a number. */
+function belowSeaLevel(ref: unknown): boolean {
+  if (typeof ref === 'number') return ref === 1;
+  if (ArrayBuffer.isView(ref)) return new Uint8Array(ref.buffer, ref.byteOffset, ref.byteLength)[0] === 1;
+  return Array.isArray(ref) && ref[0] === 1;
 }
 
 function cleanString(v: unknown): string | null {
