@@ -96,8 +96,11 @@ export class Storage {
     } catch (err) {
       if (err instanceof S3ServiceException) {
         const status = err.$metadata.httpStatusCode ?? 0;
-        // 4xx other than throttling/timeouts mean the request itself is wrong: retrying will not help.
-        if (status >= 400 && status < 500 && status !== 408 && status !== 429) {
+        // Access denied (expired credentials, clock skew, a policy) and a missing bucket are the
+        // store's configuration, not the photo's fault: an operator fixes them, so retry with backoff.
+        const operatorFixable = status === 403 || err.name === 'NoSuchBucket';
+        // Other 4xx (throttling and timeouts aside) mean the request itself is wrong: retrying will not help.
+        if (status >= 400 && status < 500 && status !== 408 && status !== 429 && !operatorFixable) {
           throw new PermanentError('s3_rejected', `S3 ${what}: ${status} ${err.name}`, { cause: err });
         }
         throw new RetryableError('s3_unavailable', `S3 ${what}: ${status || 'no status'} ${err.name}`, { cause: err });
