@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { StageName } from '../src/shared/config.js';
 import { Broker } from '../src/queues/broker.js';
-import { DlqService } from '../src/queues/dlq-service.js';
+import { DlqService, dlqBrowseLock } from '../src/queues/dlq-service.js';
 import type { DlqEntry } from '../src/queues/dlq-service.js';
 import { buildTopology } from '../src/queues/topology.js';
 import { createLogger } from '../src/shared/logger.js';
@@ -150,11 +150,16 @@ describe('dead-letter tools: CLI and admin API', () => {
     const broker = new Broker(stack.config, buildTopology(stack.config), log, 'dlq-tools-test');
     try {
       await broker.waitReady();
-      const dlq = new DlqService(broker, async () => {});
+      const dlq = new DlqService(broker, async () => {}, dlqBrowseLock(stack.config, stack.redis));
       for (let i = 0; i < 10; i++) {
         assert.equal((await dlq.list({ stage: 'upload' })).length, 3, `round ${i}: listing`);
         assert.equal(await broker.queueDepth(stack.dlq('upload')), 3, `round ${i}: depth right after the listing`);
       }
+      // Browses from several processes at once (an admin dashboard and an operator's CLI) take
+      // turns: none of them finds the letters taken by another.
+      const other = new DlqService(broker, async () => {}, dlqBrowseLock(stack.config, stack.redis));
+      const together = await Promise.all([dlq.list({ stage: 'upload' }), other.list({ stage: 'upload' }), dlq.list({ stage: 'upload' }), other.list({ stage: 'upload' })]);
+      assert.deepEqual(together.map((l) => l.length), [3, 3, 3, 3]);
     } finally {
       await broker.close();
     }

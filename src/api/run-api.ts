@@ -7,7 +7,7 @@ import { BlobStore } from '../shared/blob-store.js';
 import { installShutdown, Releasers } from '../shared/lifecycle.js';
 import { Broker } from '../queues/broker.js';
 import { buildTopology } from '../queues/topology.js';
-import { DlqService } from '../queues/dlq-service.js';
+import { DlqService, dlqBrowseLock } from '../queues/dlq-service.js';
 import { PhotoRepo } from '../db/photo-repo.js';
 import { ApiKeyRepo } from '../db/api-key-repo.js';
 import { FrameRepo } from '../db/frame-repo.js';
@@ -42,7 +42,7 @@ export async function runApi(config: Config): Promise<void> {
     apiKeys: new ApiKeyRepo(db),
     frames: new FrameRepo(db),
     shedder,
-    dlq: new DlqService(broker, async (photoId, stage) => void (await photos.reopenStage(photoId, stage))),
+    dlq: new DlqService(broker, async (photoId, stage) => void (await photos.reopenStage(photoId, stage)), dlqBrowseLock(config, redis)),
   });
   releasers.add('http', async () => {
     // In-flight uploads get the grace period to finish; after it, whatever still holds a

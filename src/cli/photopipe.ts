@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs';
+import type { Redis } from 'ioredis';
 import { STAGES, ConfigError, loadConfig, longestRetryDelayMs, type Config, type StageName } from '../shared/config.js';
 import { createLogger } from '../shared/logger.js';
 import { createDb } from '../shared/db.js';
@@ -10,7 +11,7 @@ import { ApiKeyRepo } from '../db/api-key-repo.js';
 import { PhotoRepo } from '../db/photo-repo.js';
 import { Broker } from '../queues/broker.js';
 import { buildTopology, toDefinitions } from '../queues/topology.js';
-import { DlqService } from '../queues/dlq-service.js';
+import { DlqService, dlqBrowseLock } from '../queues/dlq-service.js';
 import { reconcileOnce, startReconcilerLoop } from '../reconciler/reconciler.js';
 import { runApi } from '../api/run-api.js';
 import { runWorkers } from '../workers/run-workers.js';
@@ -55,7 +56,10 @@ function out(value: unknown): void {
   process.stdout.write(typeof value === 'string' ? `${value}\n` : `${JSON.stringify(value, null, 2)}\n`);
 }
 
-async function withTools<T>(config: Config, fn: (t: { photos: PhotoRepo; keys: ApiKeyRepo; broker: Broker; blobs: BlobStore; log: ReturnType<typeof createLogger> }) => Promise<T>): Promise<T> {
+async function withTools<T>(
+  config: Config,
+  fn: (t: { photos: PhotoRepo; keys: ApiKeyRepo; broker: Broker; blobs: BlobStore; redis: Redis; log: ReturnType<typeof createLogger> }) => Promise<T>,
+): Promise<T> {
   const log = createLogger(config, { role: 'cli' }, 'stderr');
   const releasers = new Releasers(log);
   try {
@@ -79,6 +83,7 @@ async function withTools<T>(config: Config, fn: (t: { photos: PhotoRepo; keys: A
         return lazyBroker();
       },
       blobs: new BlobStore(redis, config.REDIS_KEY_PREFIX, config.BLOB_TTL_SECONDS),
+      redis,
       log,
     });
   } finally {
@@ -206,8 +211,8 @@ async function dlqCommand(config: Config, argv: string[]): Promise<void> {
   const [sub, ...rest] = argv;
   const { values, positionals } = parse(rest, { stage: { type: 'string' }, limit: { type: 'string' }, yes: { type: 'boolean' } });
   const stage = values.stage ? (parseRoles(values.stage, config.AMQP_PREFIX)[0] as StageName) : undefined;
-  await withTools(config, async ({ photos, broker }) => {
-    const dlq = new DlqService(broker, async (photoId, s) => void (await photos.reopenStage(photoId, s)));
+  await withTools(config, async ({ photos, broker, redis }) => {
+    const dlq = new DlqService(broker, async (photoId, s) => void (await photos.reopenStage(photoId, s)), dlqBrowseLock(config, redis));
     await broker.waitReady();
     if (sub === 'list') {
       out({ counts: await dlq.counts(), items: await dlq.list({ stage, limit: positiveInt(values.limit, '--limit') ?? 50 }) });

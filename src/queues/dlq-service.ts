@@ -1,5 +1,7 @@
 import type { GetMessage } from 'amqplib';
-import { STAGES, type StageName } from '../shared/config.js';
+import type { Redis } from 'ioredis';
+import { STAGES, type Config, type StageName } from '../shared/config.js';
+import { withRedisLock } from '../shared/redis-lock.js';
 import type { Broker } from './broker.js';
 import { decodeMessage, H } from './messages.js';
 
@@ -27,6 +29,12 @@ export interface ReplayResult {
 /** Called before a dead letter goes back to its stage: the photo is marked processing again. */
 export type ReopenPhoto = (photoId: string, stage: StageName) => Promise<void>;
 
+/**
+ * Runs one browse at a time across every process (the API's admin routes, the CLI). A browse takes
+ * the letters off the queue until it hands them back; a second browse meanwhile would not see them.
+ */
+export type BrowseLock = <T>(fn: () => Promise<T>) => Promise<T>;
+
 /** Upper bound on waiting for browsed letters to be ready again (normally a few milliseconds). */
 const RETURN_SETTLE_MS = 3_000;
 
@@ -41,6 +49,7 @@ export class DlqService {
   constructor(
     private readonly broker: Broker,
     private readonly reopen: ReopenPhoto,
+    private readonly exclusive: BrowseLock,
   ) {}
 
   stages(stage?: StageName): StageName[] {
@@ -53,7 +62,24 @@ export class DlqService {
     return out;
   }
 
-  async list(opts: { stage?: StageName; limit?: number } = {}): Promise<DlqEntry[]> {
+  list(opts: { stage?: StageName; limit?: number } = {}): Promise<DlqEntry[]> {
+    return this.exclusive(() => this.listNow(opts));
+  }
+
+  show(id: string): Promise<DlqEntry | null> {
+    return this.exclusive(() => this.showNow(id));
+  }
+
+  /**
+   * Sends dead letters back to the stage they failed in, with a fresh attempt count. The photo
+   * is reopened first; stages that already succeeded are not run again (every stage skips work
+   * it has recorded as done).
+   */
+  replay(opts: { stage?: StageName; ids?: string[] }): Promise<ReplayResult> {
+    return this.exclusive(() => this.replayNow(opts));
+  }
+
+  private async listNow(opts: { stage?: StageName; limit?: number }): Promise<DlqEntry[]> {
     const limit = opts.limit ?? 50;
     const out: DlqEntry[] = [];
     for (const stage of this.stages(opts.stage)) {
@@ -66,7 +92,7 @@ export class DlqService {
     return out;
   }
 
-  async show(id: string): Promise<DlqEntry | null> {
+  private async showNow(id: string): Promise<DlqEntry | null> {
     let found: DlqEntry | null = null;
     for (const stage of STAGES) {
       await this.browse(stage, async (msg) => {
@@ -79,12 +105,7 @@ export class DlqService {
     return found;
   }
 
-  /**
-   * Sends dead letters back to the stage they failed in, with a fresh attempt count. The photo
-   * is reopened first; stages that already succeeded are not run again (every stage skips work
-   * it has recorded as done).
-   */
-  async replay(opts: { stage?: StageName; ids?: string[] }): Promise<ReplayResult> {
+  private async replayNow(opts: { stage?: StageName; ids?: string[] }): Promise<ReplayResult> {
     const wanted = opts.ids && opts.ids.length > 0 ? new Set(opts.ids) : null;
     const result: ReplayResult = { replayed: [], skipped: [] };
     for (const stage of this.stages(opts.stage)) {
@@ -192,4 +213,10 @@ function toEntry(stage: StageName, msg: GetMessage): DlqEntry {
     originalRoutingKey: str(h[H.originalRoutingKey]) ?? stage,
     body,
   };
+}
+
+/** The browse lock shared by the API and the CLI: one DLQ browse at a time per AMQP prefix. */
+export function dlqBrowseLock(config: Pick<Config, 'REDIS_KEY_PREFIX' | 'AMQP_PREFIX'>, redis: Redis): BrowseLock {
+  const key = `${config.REDIS_KEY_PREFIX}dlq-browse:${config.AMQP_PREFIX}`;
+  return (fn) => withRedisLock(redis, key, { ttlMs: 15_000, waitMs: 20_000 }, fn);
 }
