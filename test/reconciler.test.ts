@@ -1,6 +1,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ReconcileReport } from '../src/reconciler/reconciler.js';
+import { reconcileOnce, type ReconcileReport } from '../src/reconciler/reconciler.js';
+import { Broker } from '../src/queues/broker.js';
+import { buildTopology } from '../src/queues/topology.js';
+import { PhotoRepo } from '../src/db/photo-repo.js';
+import { BlobStore } from '../src/shared/blob-store.js';
+import { createLogger } from '../src/shared/logger.js';
 import { distinctJpeg, photo } from './helpers/fixtures.js';
 import { exitWithin, logLines } from './helpers/logs.js';
 import { Stack, waitFor, type Proc } from './helpers/stack.js';
@@ -118,6 +123,20 @@ describe('stuck-work reconciler', () => {
       'it lists what it would republish',
     );
     assert.deepEqual(dry.deferred, []);
+
+    // A pass reads every stale photo, a page at a time (pages of one here), so photos deferred
+    // behind one stage's backlog never crowd out the others.
+    const log = createLogger({ LOG_LEVEL: 'warn' }, { role: 'test' }, 'stderr');
+    const broker = new Broker(stack.config, buildTopology(stack.config), log, 'reconciler-test');
+    try {
+      await broker.waitReady();
+      const deps = { photos: new PhotoRepo(stack.db), broker, blobs: new BlobStore(stack.redis, stack.config.REDIS_KEY_PREFIX, 60), log };
+      const paged = await reconcileOnce(deps, { staleMs: 1000, dryRun: true, pageSize: 1 });
+      assert.equal(paged.examined, 2);
+      assert.deepEqual(paged.republished.sort(byId), dry.republished.sort(byId));
+    } finally {
+      await broker.close();
+    }
     assert.equal(await frameDepth(), 0, 'a dry run publishes nothing');
     assert.deepEqual(await Promise.all(lost.map(row)), before, 'and changes no photo');
   });
@@ -127,13 +146,20 @@ describe('stuck-work reconciler', () => {
     assert.ok(progressing);
     const [old, other] = lost;
     assert.ok(old && other);
-    // One stuck photo made no progress for an hour; the other, for seconds only.
-    await stack.db.query(`UPDATE photos SET progressed_at = now() - interval '1 hour' WHERE id = $1`, [old]);
+    // One stuck photo made no progress for 15 minutes; the other, for seconds only.
+    await stack.db.query(`UPDATE photos SET progressed_at = now() - interval '15 minutes' WHERE id = $1`, [old]);
 
     const report = await reconcile(['--stale-ms', '600000']);
     assert.deepEqual(report, { examined: 1, republished: [], deferred: [{ photoId: old, stages: ['frame'] }], dryRun: false });
     assert.equal(await frameDepth(), 1, 'only the backlog message is in the queue: nothing was republished');
     assert.equal((await row(progressing)).status, 'processing');
+
+    // A backlog shields a photo for four thresholds at most: on a queue that is never empty, a photo
+    // stale for longer is republished anyway (shown by a dry run, which publishes nothing).
+    await stack.db.query(`UPDATE photos SET progressed_at = now() - interval '2 hours' WHERE id = $1`, [other]);
+    const capped = await reconcile(['--dry-run', '--stale-ms', '600000']);
+    assert.deepEqual(capped, { examined: 2, republished: [{ photoId: other, stages: ['frame'] }], deferred: [{ photoId: old, stages: ['frame'] }], dryRun: true });
+    assert.equal(await frameDepth(), 1);
   });
 
   it('republishes the lost message of a stale photo, and the photo completes', async () => {

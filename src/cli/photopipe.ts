@@ -129,10 +129,13 @@ async function main(argv: string[]): Promise<void> {
       );
       releasers.add('loop', async () => loop.stop());
       installShutdown(log, releasers);
-      if (config.RECONCILE_STALE_MS <= longestRetryDelayMs(config)) {
+      // A healthy photo goes without progress for at most one handler run (up to its time limit)
+      // plus one wait in a delay queue; a threshold below that republishes photos that are fine.
+      const quietMs = longestRetryDelayMs(config) + Math.max(...STAGES.map((s) => config.stage(s).timeoutMs));
+      if (config.RECONCILE_STALE_MS <= quietMs) {
         log.warn(
-          { staleMs: config.RECONCILE_STALE_MS, longestRetryDelayMs: longestRetryDelayMs(config) },
-          'RECONCILE_STALE_MS is below the longest retry delay: photos waiting for a retry will be republished early (harmless, stages are idempotent, but wasted work)',
+          { staleMs: config.RECONCILE_STALE_MS, longestRetryDelayMs: longestRetryDelayMs(config), longestStageTimeoutMs: quietMs - longestRetryDelayMs(config) },
+          'RECONCILE_STALE_MS is not above the longest retry delay plus the longest stage time limit: photos that are only waiting or working will be republished (harmless, stages are idempotent, but wasted work)',
         );
       }
       log.info({ intervalMs: config.RECONCILE_INTERVAL_MS, staleMs: config.RECONCILE_STALE_MS }, 'reconciler started');

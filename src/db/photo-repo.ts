@@ -42,6 +42,11 @@ export interface PhotoRow {
   completedAt: Date | null;
 }
 
+export interface StalePosition {
+  position: string;
+  id: string;
+}
+
 export interface VariantRow {
   kind: VariantKind;
   s3Key: string;
@@ -342,15 +347,22 @@ export class PhotoRepo {
     return out;
   }
 
-  /** Photos in a non-final state that no stage has moved for longer than staleMs. */
-  async findStale(staleMs: number, limit: number): Promise<PhotoRow[]> {
+  /**
+   * Photos in a non-final state that no stage has moved for longer than staleMs, oldest first, a
+   * page at a time: `after` is the previous page's `next` (its position keeps Postgres'
+   * microseconds, as in list(), so that paging neither skips nor repeats a row).
+   */
+  async findStale(staleMs: number, limit: number, after?: StalePosition): Promise<{ items: PhotoRow[]; next: StalePosition | null }> {
     const { rows } = await this.db.query(
-      `SELECT ${COLUMNS} FROM photos WHERE status IN ('queued', 'processing')
+      `SELECT ${COLUMNS}, to_char(progressed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS position
+       FROM photos WHERE status IN ('queued', 'processing')
          AND progressed_at < now() - ($1::int * interval '1 millisecond')
-       ORDER BY progressed_at LIMIT $2`,
-      [staleMs, limit],
+         AND ($3::timestamptz IS NULL OR (progressed_at, id) > ($3::timestamptz, $4::uuid))
+       ORDER BY progressed_at, id LIMIT $2`,
+      [staleMs, limit, after?.position ?? null, after?.id ?? null],
     );
-    return rows.map(toRow);
+    const last = rows[rows.length - 1];
+    return { items: rows.map(toRow), next: rows.length === limit && last ? { position: last.position as string, id: last.id as string } : null };
   }
 
   /** The reconciler touches a photo it republished, so the next run waits a full threshold again. */

@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import type { StageName } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
 import type { Broker } from '../queues/broker.js';
-import type { PhotoRepo } from '../db/photo-repo.js';
+import type { PhotoRepo, StalePosition } from '../db/photo-repo.js';
 import { waitingStages } from '../workers/flow.js';
 import type { BlobStore } from '../shared/blob-store.js';
 
@@ -22,32 +22,52 @@ export interface ReconcilerDeps {
 }
 
 /**
+ * A backlog shields a stale photo (its message may be waiting in it) for this many thresholds at
+ * most: a healthy queue drains its backlog within that, so past it the message is taken as lost
+ * even on a queue that is never empty.
+ */
+export const BACKLOG_SHIELD_THRESHOLDS = 4;
+
+/** Photos examined per pass at most, a page at a time; the rest waits for the next pass. */
+const MAX_PER_PASS = 20_000;
+
+/**
  * Finds photos in a non-final state that no stage has moved for longer than staleMs and
  * republishes the message of the stage they wait for. A stage whose queue has ready messages is
- * skipped: a slow but healthy pipeline holds the message there. Stages are idempotent, so a
- * spurious republish costs a little work and nothing else.
+ * skipped (a slow but healthy pipeline holds the message there) until the photo has been stale
+ * for BACKLOG_SHIELD_THRESHOLDS x staleMs. Stages are idempotent, so a spurious republish costs a
+ * little work and nothing else. Every stale photo is examined, page by page, so photos deferred
+ * behind one stage's backlog never crowd out photos stuck on another.
  */
-export async function reconcileOnce(deps: ReconcilerDeps, opts: { staleMs: number; dryRun: boolean; limit?: number }): Promise<ReconcileReport> {
-  const stale = await deps.photos.findStale(opts.staleMs, opts.limit ?? 500);
-  const report: ReconcileReport = { examined: stale.length, republished: [], deferred: [], dryRun: opts.dryRun };
+export async function reconcileOnce(deps: ReconcilerDeps, opts: { staleMs: number; dryRun: boolean; pageSize?: number }): Promise<ReconcileReport> {
+  const report: ReconcileReport = { examined: 0, republished: [], deferred: [], dryRun: opts.dryRun };
   const depth = new Map<StageName, number>();
   const depthOf = async (stage: StageName) => {
     if (!depth.has(stage)) depth.set(stage, await deps.broker.queueDepth(deps.broker.topology.workQueue(stage)));
     return depth.get(stage) ?? 0;
   };
-  for (const photo of stale) {
-    const waiting = waitingStages(photo);
-    const ready: StageName[] = [];
-    const backlogged: StageName[] = [];
-    for (const stage of waiting) ((await depthOf(stage)) > 0 ? backlogged : ready).push(stage);
-    if (backlogged.length > 0) report.deferred.push({ photoId: photo.id, stages: backlogged });
-    if (ready.length === 0) continue;
-    report.republished.push({ photoId: photo.id, stages: ready });
-    if (opts.dryRun) continue;
-    const msg = { v: 1 as const, photoId: photo.id, tenantId: photo.tenantId, rawKey: deps.blobs.key(photo.id, 'raw') };
-    for (const stage of ready) await deps.broker.publishToStage(stage, msg, { 'x-republished-by': 'reconciler' });
-    await deps.photos.touchProgress(photo.id);
-  }
+  const shieldUntil = Date.now() - BACKLOG_SHIELD_THRESHOLDS * opts.staleMs;
+  const pageSize = opts.pageSize ?? 500;
+  let after: StalePosition | undefined;
+  do {
+    const page = await deps.photos.findStale(opts.staleMs, pageSize, after);
+    after = page.next ?? undefined;
+    for (const photo of page.items) {
+      report.examined++;
+      const waiting = waitingStages(photo);
+      const ready: StageName[] = [];
+      const backlogged: StageName[] = [];
+      const shielded = photo.progressedAt.getTime() > shieldUntil;
+      for (const stage of waiting) (shielded && (await depthOf(stage)) > 0 ? backlogged : ready).push(stage);
+      if (backlogged.length > 0) report.deferred.push({ photoId: photo.id, stages: backlogged });
+      if (ready.length === 0) continue;
+      report.republished.push({ photoId: photo.id, stages: ready });
+      if (opts.dryRun) continue;
+      const msg = { v: 1 as const, photoId: photo.id, tenantId: photo.tenantId, rawKey: deps.blobs.key(photo.id, 'raw') };
+      for (const stage of ready) await deps.broker.publishToStage(stage, msg, { 'x-republished-by': 'reconciler' });
+      await deps.photos.touchProgress(photo.id);
+    }
+  } while (after && report.examined < MAX_PER_PASS);
   if (report.republished.length > 0 || report.deferred.length > 0) {
     deps.log.info({ examined: report.examined, republished: report.republished.length, deferred: report.deferred.length, dryRun: opts.dryRun }, 'reconciler pass');
   }
