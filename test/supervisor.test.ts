@@ -159,7 +159,8 @@ describe('supervised worker processes (photopipe workers)', () => {
     assert.equal(fatal.code, 3);
     // The child reports its fault through its JSON log on stdout; the report carries its last lines.
     assert.ok(fatal.lastStdout?.some((l) => l.includes('injected fault: exiting at start-up')), JSON.stringify(fatal.lastStdout));
-    assert.match(fatal.msg ?? '', /Last stderr lines:\n[\s\S]*Last stdout lines:\n[\s\S]*injected fault: exiting at start-up/);
+    assert.ok(fatal.lastStderr?.some((l) => l === 'injected fault: exif cannot start'), JSON.stringify(fatal.lastStderr));
+    assert.match(fatal.msg ?? '', /Last stderr lines:\n[\s\S]*injected fault: exif cannot start[\s\S]*Last stdout lines:\n[\s\S]*injected fault: exiting at start-up/);
     assert.match(logText(stack, name), /={78}\nGIVING UP on worker:exif[^\n]*\n--- last stderr lines of worker:exif ---/, 'a readable report on stderr');
 
     const exifStarts = () => logLines<LogLine>(stack, name).filter((l) => l.msg === STARTED && l.childRole === 'worker:exif');
@@ -205,6 +206,30 @@ describe('supervised worker processes (photopipe workers)', () => {
       [],
       'no worker left running',
     );
+  });
+
+  it('Ctrl-C (SIGINT) stops every role with exit 0; workers whose supervisor is killed stop too, instead of running unsupervised', async () => {
+    const roles: StageName[] = ['frame', 'thumbnail'];
+    const interrupted = stack.spawnCli('workers-sigint', ['workers', '--queues', roles.join(',')]);
+    await stack.waitForConsumers(roles, 1, 60_000);
+    const pids = roles.map((s) => currentPid(stack, 'workers-sigint', `worker:${s}`));
+    interrupted.kill('SIGINT');
+    const res = await Promise.race([
+      interrupted.exited,
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no exit within the grace period after SIGINT')), stack.config.SHUTDOWN_GRACE_MS + 10_000).unref()),
+    ]);
+    assert.deepEqual(res, { code: 0, signal: null });
+    assert.deepEqual(pids.filter((p) => alive(p)), [], 'no worker left running');
+    for (const s of roles) await waitFor(`no consumer on ${s}`, async () => (await stack.queueStats(stack.queue(s))).consumerCount === 0, 20_000, 200);
+
+    const orphaned = stack.spawnCli('workers-orphaned', ['workers', '--queues', 'frame']);
+    await stack.waitForConsumers(['frame'], 1, 60_000);
+    const pid = currentPid(stack, 'workers-orphaned', 'worker:frame');
+    orphaned.kill('SIGKILL');
+    await orphaned.exited;
+    // The worker notices within a second that its parent is gone and shuts down gracefully.
+    await waitFor('the orphaned worker to stop', async () => !alive(pid), stack.config.SHUTDOWN_GRACE_MS + 10_000, 100);
+    await waitFor('its consumer to be gone', async () => (await stack.queueStats(stack.queue('frame'))).consumerCount === 0, 20_000, 200);
   });
 
   it('exits 1 (not 0) once every role it supervises was given up on', async () => {

@@ -24,6 +24,8 @@ export async function runWorkers(config: Config, roles: StageName[], opts: { pre
   for (const role of roles) {
     if (faults[role]?.exitOnStart) {
       log.error({ stage: role }, 'injected fault: exiting at start-up');
+      // What a crashing runtime leaves behind: a plain line on stderr.
+      process.stderr.write(`injected fault: ${role} cannot start\n`);
       process.exit(3);
     }
   }
