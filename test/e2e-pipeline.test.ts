@@ -117,6 +117,28 @@ describe('end-to-end pipeline', () => {
     }
   });
 
+  it('frames the photo as a polaroid: cover-cropped to 586x497 at (13,13), undistorted, on white', async () => {
+    for (const file of ['jpg/gps/DSCN0010.jpg', 'jpg/orientation/portrait_1.jpg', 'jpg/mobile/jolla.jpg']) {
+      const { body } = await stack.s3Object(`${stack.tenant}/${ids.get(file)!}/framed.jpg`);
+      const framed = await sharp(body).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+      assert.deepEqual([framed.info.width, framed.info.height, framed.info.channels], [612, 600, 3]);
+      const px = (x: number, y: number) => Array.from(framed.data.subarray((y * 612 + x) * 3, (y * 612 + x) * 3 + 3));
+      // The frame around the window is white: left, top and right margins of 13 px, and the wide bottom band.
+      for (const [x, y] of [[3, 300], [306, 4], [606, 300], [306, 560], [20, 590], [600, 520]] as const) {
+        assert.ok(px(x, y).every((c) => c >= 245), `${file}: frame pixel (${x},${y}) is ${px(x, y)}`);
+      }
+      // The window holds the photo, cover-cropped from the centre without distortion: it matches a
+      // reference crop of the original within JPEG noise.
+      // (sharp applies one resize per pipeline, hence the intermediate PNGs.)
+      const small = async (img: Buffer) => sharp(img).greyscale().resize(64, 64, { fit: 'fill' }).raw().toBuffer();
+      const window = await small(await sharp(body).extract({ left: 13, top: 13, width: 586, height: 497 }).png().toBuffer());
+      const reference = await small(await sharp(photo(file)).rotate().resize(586, 497, { fit: 'cover' }).png().toBuffer());
+      let diff = 0;
+      for (let i = 0; i < window.length; i++) diff += Math.abs(window[i]! - reference[i]!);
+      assert.ok(diff / window.length < 6, `${file}: window differs from the reference crop by ${(diff / window.length).toFixed(1)} grey levels per pixel`);
+    }
+  });
+
   it('turns orientation 2-8 photos upright', async () => {
     const upright = async (file: string) => {
       const id = ids.get(file)!;
@@ -138,14 +160,25 @@ describe('end-to-end pipeline', () => {
     }
   });
 
-  it('ends a corrupt photo failed with the stage and a reason, and drops its blobs from nowhere else', async () => {
+  it('ends a corrupt photo failed with the stage and a reason, dead-lettered, with its upload kept for a replay', async () => {
     const v = await view(manifest.find((r) => r.file === 'jpg/corrupted.jpg')!);
+    const id = ids.get('jpg/corrupted.jpg')!;
     assert.equal(v.status, 'failed');
     assert.ok(v.error);
     assert.match(v.error.reason, /corrupt|premature|decode/i);
     assert.ok(['frame', 'thumbnail'].includes(v.error.stage), `failed in ${v.error.stage}`);
-    const dlq = await stack.queueStats(stack.dlq(v.error.stage as 'frame'));
-    assert.ok(dlq.messageCount >= 1, 'a dead letter was written');
+    const letters = await stack.amqp(async (ch) => {
+      const queue = stack.dlq(v.error!.stage as 'frame');
+      const out: string[] = [];
+      for (let n = (await ch.checkQueue(queue)).messageCount; n > 0; n--) {
+        const m = await ch.get(queue, { noAck: false });
+        if (m) out.push(String(m.properties.headers?.['x-photo-id']));
+      }
+      return out; // closing the connection hands the letters back
+    });
+    assert.ok(letters.includes(id), 'its dead letter is in the DLQ of the stage that failed');
+    // A failed photo keeps its upload in Redis (until the TTL) so that a replay can run it again.
+    assert.ok(await stack.redis.exists(`${stack.config.REDIS_KEY_PREFIX}blob:${id}:raw`), 'the raw upload is kept');
   });
 
   it('deletes the Redis blobs of completed photos', async () => {

@@ -12,6 +12,7 @@ import type { StageHandler } from '../queues/stage-consumer.js';
  *   {"thumbnail": {"hang": true}} never settles and ignores its AbortSignal
  *   {"thumbnail": {"hang": true, "tenant": "t1"}}  only for that tenant's photos; others run normally
  *   {"frame": {"slowMs": 60000}}  waits that long before working, and gives up when its AbortSignal fires
+ *   {"thumbnail": {"crash": true}} kills its own process (SIGKILL, as the OOM killer would) on a message
  *   {"exif": {"exitOnStart": true}} the role's process exits with code 3 at start-up
  */
 const faultSchema = z.object({
@@ -19,6 +20,7 @@ const faultSchema = z.object({
   always: z.boolean().optional(),
   hang: z.boolean().optional(),
   slowMs: z.number().int().min(0).optional(),
+  crash: z.boolean().optional(),
   exitOnStart: z.boolean().optional(),
   /** Limits the fault to one tenant's messages, so other photos in flight show what it does not block. */
   tenant: z.string().optional(),
@@ -37,6 +39,7 @@ export function withFault(handler: StageHandler, fault: StageFault | undefined):
   if (!fault) return handler;
   return async (msg, ctx) => {
     if (fault.tenant !== undefined && msg.tenantId !== fault.tenant) return handler(msg, ctx);
+    if (fault.crash) process.kill(process.pid, 'SIGKILL');
     if (fault.hang) return new Promise<void>(() => {});
     if (fault.slowMs !== undefined) await delay(fault.slowMs, undefined, { signal: ctx.signal });
     if (fault.always) throw new RetryableError('injected_fault', 'injected failure (always)');
