@@ -2,7 +2,7 @@
 #
 # photopipe: one image for every role. The command picks the role:
 #   api | worker --role <stage> | reconciler | migrate | topology | keys ... | dlq ...
-# See docker-compose.yml and README.containers.md.
+# See docker-compose.yml and "Running in containers" in README.md.
 
 ARG NODE_IMAGE=node:22-bookworm-slim
 
