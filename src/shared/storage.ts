@@ -123,6 +123,11 @@ function s3Client(config: Config, endpoint: string, opts: { maxAttempts?: number
         ? { accessKeyId: config.S3_ACCESS_KEY_ID, secretAccessKey: config.S3_SECRET_ACCESS_KEY }
         : undefined,
     maxAttempts: opts.maxAttempts,
+    // SigV4 already signs each body's SHA-256, which S3 verifies, so the SDK's extra CRC32
+    // checksums (on by default since early 2025) add CPU but no protection, and several
+    // S3-compatible stores reject or mishandle their headers. Only where an API requires them.
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
     requestHandler: opts.requestTimeoutMs ? { requestTimeout: opts.requestTimeoutMs, connectionTimeout: 5_000 } : undefined,
   });
 }
