@@ -41,7 +41,7 @@ if (args.help) {
   process.stdout.write(`npm run bench [-- --quick] [--n N] [--out FILE] [--skip limit,seed,api,pipeline]
 
   --quick   about one minute: small N, one repetition each (indicative only)
-  --n N     photos per pipeline run (default 300, quick 40); the memory run uses 2N
+  --n N     photos per pipeline run (default 300, quick 30); the memory run uses 2N
   --out     JSON results file (default bench/results/latest.json)
   --skip    leave sections out (for development)
 `);
@@ -255,13 +255,17 @@ async function runPipeline(bench: PipelineBench, corpus: Corpus, refs: { limit: 
   let throughput = warmup.photosPerSec;
   const estimate = (n: number) => n / Math.max(throughput, 0.5) + 8;
   const apiSeconds = (2 * 2 * plan.api.durationSec + 2) * plan.api.reps + 15;
-  // After the 1-process repetitions: the 2N run, the steady run, scaling up, the 2-process runs, the API part.
-  const rest = (reps: number) => estimate(p.memoryN) + p.steadyDurationSec + 15 + workerStartSec + estimate(p.warmupPhotos) + reps * estimate(p.n) + apiSeconds + 10;
+  // One repetition: the 1-process run, the references, scaling up, a warm-up, the 2-process run.
+  const perRep = () => 2 * estimate(p.n) + 10 + workerStartSec + estimate(p.warmupPhotos);
+  // After the repetitions: the 2N run, the steady run, the API part.
+  const rest = () => estimate(p.memoryN) + p.steadyDurationSec + 15 + apiSeconds + 10;
+  let warm2: BatchResult | null = null;
 
-  // 1 process per role: the repetitions, each followed by the references (limit, seed) measured
-  // right after it with the workers idle, so each ratio is taken side by side.
+  // Each repetition: 1 process per role, followed by the references (limit, seed) measured right
+  // after it with the workers idle; then the same run with a second process per CPU-bound role.
+  // So each ratio (to the limit, to the seed, 2 to 1 processes) is taken side by side.
   for (let rep = 0; rep < p.reps; rep++) {
-    if (rep > 0 && elapsedSec() + estimate(p.n) + 10 + rest(rep + 1) > plan.budgetSec) {
+    if (rep > 0 && elapsedSec() + perRep() + rest() > plan.budgetSec) {
       skippedRuns.push(`repetition ${rep + 1} of the 1- and 2-process runs (time budget of ${plan.budgetSec} s)`);
       log(`  skipping repetition ${rep + 1}: it would not fit the ${plan.budgetSec} s budget`);
       break;
@@ -276,6 +280,18 @@ async function runPipeline(bench: PipelineBench, corpus: Corpus, refs: { limit: 
     if (refs.seed) pair.seedPhotosPerSec = (await runSeedOnce(corpus, plan.seed)).photosPerSec;
     pairs.push(pair);
     log(`  right after it: limit ${fmt(pair.limitPhotosPerSec)} photos/s, seed ${fmt(pair.seedPhotosPerSec)} photos/s`);
+
+    log(`(5) scaling: a second process for ${p.scaledRoles.join(', ')}`);
+    await bench.scaleTo(p.scaledRoles, 2);
+    // The new processes start cold (JIT, libvips, connection pools): warm them like the first ones.
+    const w2 = await checked(`warmup-2proc-rep${rep + 1}`, () => bench.runBatch(`warmup-2proc-rep${rep + 1}`, p.warmupPhotos, opts));
+    warm2 ??= w2;
+    log(`  warm-up: ${describe(w2)}`);
+    const b2 = await checked(`2proc-rep${rep + 1}`, () => bench.runBatch(`2proc-rep${rep + 1}`, p.n, opts));
+    batches.push(b2);
+    two.push(b2.photosPerSec);
+    log(`  2 processes per ${p.scaledRoles.join('/')}, rep ${rep + 1}: ${describe(b2)}`);
+    await bench.scaleTo(p.scaledRoles, 1);
   }
 
   log(`(6) memory: ${p.memoryN} photos, 1 process/role`);
@@ -288,17 +304,6 @@ async function runPipeline(bench: PipelineBench, corpus: Corpus, refs: { limit: 
   const steady = await checked('steady', () => bench.runSteady(rate, p.steadyDurationSec, { stallMs: p.stallMs }));
   log(`  p50 ${steady.latencyMs.p50.toFixed(0)} ms, p95 ${steady.latencyMs.p95.toFixed(0)} ms, p99 ${steady.latencyMs.p99.toFixed(0)} ms`);
 
-  log(`(5) scaling: a second process for ${p.scaledRoles.join(', ')}`);
-  await bench.scaleTo(p.scaledRoles, 2);
-  // The new processes start cold (JIT, libvips, connection pools): warm them like the first ones.
-  const warm2 = await checked('warmup-2proc', () => bench.runBatch('warmup-2proc', p.warmupPhotos, opts));
-  log(`  warm-up: ${describe(warm2)}`);
-  for (let rep = 0; rep < one.length; rep++) {
-    const b2 = await checked(`2proc-rep${rep + 1}`, () => bench.runBatch(`2proc-rep${rep + 1}`, p.n, opts));
-    batches.push(b2);
-    two.push(b2.photosPerSec);
-    log(`  2 processes per ${p.scaledRoles.join('/')}, rep ${rep + 1}: ${describe(b2)}`);
-  }
 
   const firstN = batches.filter((b) => b.label.startsWith('1proc-rep'));
   const maxRss = (bs: BatchResult[]) => {
