@@ -417,7 +417,8 @@ describe('load shedding', () => {
     // Any Redis in use holds more than 1 MB; this API process sheds by memory.
     const api = stack.spawnCli('api-redis-shed', ['api'], { PORT: String(port), SHED_REDIS_MAX_BYTES: String(1024 * 1024) });
     try {
-      await waitFor('API /healthz', async () => (await fetch(`${url}/healthz`).catch(() => null))?.ok, 30_000);
+      // Ready, not only alive: an upload before its broker connection is up is refused for that reason.
+      await waitFor('API /readyz', async () => (await fetch(`${url}/readyz`).catch(() => null))?.ok, 30_000);
       const res = await waitFor(
         'a 503 for Redis memory',
         async () => {

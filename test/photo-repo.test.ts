@@ -5,6 +5,7 @@ import pg from 'pg';
 import { PhotoRepo } from '../src/db/photo-repo.js';
 import { migrate } from '../src/db/migrate.js';
 import { createLogger } from '../src/shared/logger.js';
+import { dropDatabase } from './helpers/stack.js';
 
 /** Photo state under concurrency, on a real Postgres database of its own. */
 describe('PhotoRepo (Postgres)', () => {
@@ -21,10 +22,7 @@ describe('PhotoRepo (Postgres)', () => {
 
   after(async () => {
     await pool.end();
-    const admin = new pg.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' });
-    await admin.connect();
-    await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(dbName)} WITH (FORCE)`);
-    await admin.end();
+    await dropDatabase(dbName);
   });
 
   async function ingested(tenant: string): Promise<string> {

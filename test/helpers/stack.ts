@@ -93,6 +93,27 @@ export interface StackOptions {
 }
 
 /**
+ * Drops a test database. pg.Pool.end() resolves before its connections have finished closing; a
+ * forced drop at that moment terminates them, and a client that receives the termination with
+ * nobody listening throws it as an uncaught exception. So wait (bounded) for the sessions to go.
+ */
+export async function dropDatabase(name: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' });
+  await admin.connect();
+  try {
+    const deadline = Date.now() + 5_000;
+    while (Date.now() < deadline) {
+      const { rows } = await admin.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1`, [name]);
+      if (rows[0].n === 0) break;
+      await sleep(50);
+    }
+    await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
+  } finally {
+    await admin.end();
+  }
+}
+
+/**
  * An isolated photopipe stack on the machine's real services: its own database, AMQP prefix,
  * Redis key prefix and local S3 server (s3rver in a child process, so tests can stop it).
  * Everything is removed again by stop().
@@ -294,10 +315,7 @@ export class Stack {
     if (keys.length > 0) await this.redis.del(...keys).catch(() => {});
     this.redis.disconnect();
     await this.db.end().catch(() => {});
-    const admin = new pg.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' });
-    await admin.connect();
-    await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(this.name)} WITH (FORCE)`).catch(() => {});
-    await admin.end();
+    await dropDatabase(this.name).catch(() => {});
     rmSync(this.s3Dir, { recursive: true, force: true });
   }
 }
