@@ -291,8 +291,8 @@ export class PipelineBench {
   }
 
   /** N photos through the whole system as fast as it takes them. */
-  async runBatch(label: string, n: number, o: { uploadConcurrency: number; stallMs: number }): Promise<BatchResult> {
-    const photos = distinctSeries(this.corpus, n, `${this.stack.name}-${label}-${Date.now()}`);
+  async runBatch(label: string, n: number, o: { uploadConcurrency: number; stallMs: number }, corpus: Corpus = this.corpus): Promise<BatchResult> {
+    const photos = distinctSeries(corpus, n, `${this.stack.name}-${label}-${Date.now()}`);
     const sampler = new Sampler(this.targets(), this.stack.redis, 200);
     const cpu = new CpuMeter(() => this.cpuGroups());
     const epoch = await this.serviceEpoch();

@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import { loadavg } from 'node:os';
 import { Stack } from '../test/helpers/stack.js';
 import { loadConfig, STAGES, type StageName } from '../src/shared/config.js';
-import { CORPUS_DIRS, loadCorpus, type Corpus } from './lib/corpus.js';
+import { CORPUS_DIRS, largePhotos, loadCorpus, type Corpus } from './lib/corpus.js';
 import { localVersions, machineInfo, serviceVersions, type Versions } from './lib/machine.js';
 import { fmt, mb, median, ratio, round } from './lib/stats.js';
 import { table } from './lib/table.js';
@@ -71,6 +71,9 @@ const plan = {
     /** A run stops waiting when none of its photos became final for this long; the rest are reported stuck. */
     stallMs: quick ? 10_000 : 20_000,
     scaledRoles: CPU_BOUND_ROLES,
+    /** Photos per run of the large-photo comparison, and how often the in-process references repeat the subset. */
+    largeN: quick ? 18 : 72,
+    largeRepeat: quick ? 2 : 4,
   },
 };
 
@@ -107,9 +110,21 @@ interface PipelineResults {
   scalingRatio: number;
   memory: { n: number; twoN: number; peakRssN: Record<string, number>; peakRss2N: Record<string, number>; redisPeakDeltaN: number; redisPeakDelta2N: number };
   steady: SteadyResult | null;
+  /** The same comparison on the corpus's photos of 3 MP and more, side by side. */
+  large: LargeResult | null;
   skippedRuns: string[];
   /** Runs done twice because a shared service restarted under them. */
   retried: string[];
+}
+
+interface LargeResult {
+  files: string[];
+  meanMegapixels: number;
+  pipelinePhotosPerSec: number;
+  limitPhotosPerSec: number | null;
+  seedPhotosPerSec: number | null;
+  toLimit: number;
+  toSeed: number;
 }
 
 async function main(): Promise<void> {
@@ -257,8 +272,8 @@ async function runPipeline(bench: PipelineBench, corpus: Corpus, refs: { limit: 
   const apiSeconds = (2 * 2 * plan.api.durationSec + 2) * plan.api.reps + 15;
   // One repetition: the 1-process run, the references, scaling up, a warm-up, the 2-process run.
   const perRep = () => 2 * estimate(p.n) + 10 + workerStartSec + estimate(p.warmupPhotos);
-  // After the repetitions: the 2N run, the steady run, the API part.
-  const rest = () => estimate(p.memoryN) + p.steadyDurationSec + 15 + apiSeconds + 10;
+  // After the repetitions: the large-photo run (phone-size photos take ~4x the time each), the 2N run, the steady run, the API part.
+  const rest = () => 4 * estimate(p.largeN) + 15 + estimate(p.memoryN) + p.steadyDurationSec + 15 + apiSeconds + 10;
   let warm2: BatchResult | null = null;
 
   // Each repetition: 1 process per role, followed by the references (limit, seed) measured right
@@ -292,6 +307,27 @@ async function runPipeline(bench: PipelineBench, corpus: Corpus, refs: { limit: 
     two.push(b2.photosPerSec);
     log(`  2 processes per ${p.scaledRoles.join('/')}, rep ${rep + 1}: ${describe(b2)}`);
     await bench.scaleTo(p.scaledRoles, 1);
+  }
+
+  // (2b)/(3b): phone-size photos only, pipeline then references, at 1 process per role.
+  let large: LargeResult | null = null;
+  const big3 = largePhotos(corpus);
+  if (big3.photos.length > 0) {
+    log(`(2b) photos of 3 MP and more (${big3.photos.length} files): ${p.largeN} photos, 1 process/role`);
+    const bL = await checked('1proc-large', () => bench.runBatch('1proc-large', p.largeN, opts, big3));
+    batches.push(bL);
+    const limitL = refs.limit ? await (await LimitBench.create(big3, p.largeRepeat)).run(refs.limitConcurrency) : null;
+    const seedL = refs.seed ? await runSeedOnce(big3, { procs: plan.seed.procs, repeat: p.largeRepeat }) : null;
+    large = {
+      files: big3.photos.map((x) => x.file),
+      meanMegapixels: round(big3.megapixels / big3.photos.length, 2),
+      pipelinePhotosPerSec: bL.photosPerSec,
+      limitPhotosPerSec: limitL?.photosPerSec ?? null,
+      seedPhotosPerSec: seedL?.photosPerSec ?? null,
+      toLimit: ratio(bL.photosPerSec, limitL?.photosPerSec),
+      toSeed: ratio(bL.photosPerSec, seedL?.photosPerSec),
+    };
+    log(`  ${describe(bL)}; right after it: limit ${fmt(large.limitPhotosPerSec)} photos/s, seed ${fmt(large.seedPhotosPerSec)} photos/s`);
   }
 
   log(`(6) memory: ${p.memoryN} photos, 1 process/role`);
@@ -332,6 +368,7 @@ async function runPipeline(bench: PipelineBench, corpus: Corpus, refs: { limit: 
       redisPeakDelta2N: big.redis?.peakDeltaBytes ?? 0,
     },
     steady,
+    large,
     skippedRuns,
     retried,
   };
@@ -516,6 +553,15 @@ function render(r: Results): string {
         `(1)/(3) ${fmt(r.ratios.limitToSeed)}; runs ${S.reps.map((x) => fmt(x)).join(', ')}; next to pipeline runs: ${pairedS ?? '-'}`,
       ]);
     }
+  }
+  if (P?.large) {
+    const g = P.large;
+    rows.push([
+      `(2b) pipeline on the ${g.files.length} photos of 3 MP and more (mean ${g.meanMegapixels} MP)`,
+      `${fmt(g.pipelinePhotosPerSec)} photos/s`,
+      `${fmt(g.toSeed)} of seed`,
+      `${fmt(g.toLimit)} of the limit; measured right after it on the same photos: limit ${fmt(g.limitPhotosPerSec)}, seed ${fmt(g.seedPhotosPerSec)} photos/s`,
+    ]);
   }
   for (const s of r.api?.sizes ?? []) {
     rows.push([

@@ -37,6 +37,19 @@ export function loadCorpus(): Corpus {
 }
 
 /**
+ * The corpus's photos of at least minPixels (phone-camera sizes): most of the corpus is 0.3 MP
+ * camera samples, where fixed per-photo costs dominate; these show the other end.
+ */
+export function largePhotos(corpus: Corpus, minPixels = 3_000_000): Corpus {
+  const photos = corpus.photos.filter((p) => p.width * p.height >= minPixels);
+  return {
+    photos,
+    totalBytes: photos.reduce((s, p) => s + p.bytes.length, 0),
+    megapixels: photos.reduce((s, p) => s + (p.width * p.height) / 1e6, 0),
+  };
+}
+
+/**
  * n uploads cycling through the corpus, each with distinct bytes (a JPEG comment segment with
  * the salt), so dedupe never skips one: same pixels, different SHA-256.
  */
