@@ -13,7 +13,11 @@ const EXTEND = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call(
 export async function withRedisLock<T>(redis: Redis, key: string, opts: { ttlMs: number; waitMs: number }, fn: () => Promise<T>): Promise<T> {
   const owner = randomUUID();
   const deadline = Date.now() + opts.waitMs;
-  while ((await redis.set(key, owner, 'PX', opts.ttlMs, 'NX')) !== 'OK') {
+  const acquire = () =>
+    redis.set(key, owner, 'PX', opts.ttlMs, 'NX').catch((err: Error) => {
+      throw new RetryableError('redis_unavailable', `cannot take the lock ${key}: ${err.message}`, { cause: err });
+    });
+  while ((await acquire()) !== 'OK') {
     if (Date.now() >= deadline) throw new RetryableError('busy', `another process holds ${key}; try again shortly`);
     await new Promise((r) => setTimeout(r, 50));
   }
