@@ -16,7 +16,7 @@ import { freePort, LOG_DIR, Proc, Stack, waitFor } from './helpers/stack.js';
  * system, including its own local S3 server, heals a killed API and stops cleanly.
  */
 
-const BIN = join(import.meta.dirname, '..', 'bin', 'photopipe.js');
+const ROOT = join(import.meta.dirname, '..');
 const MGMT = 'http://127.0.0.1:15672/api';
 const MGMT_AUTH = `Basic ${Buffer.from('guest:guest').toString('base64')}`;
 
@@ -139,7 +139,7 @@ describe('photopipe start (npm start)', () => {
     rmSync(s3Dir, { recursive: true, force: true });
   });
 
-  it('runs API, workers and its own local S3 server; heals a killed API; SIGTERM stops everything with exit 0', async () => {
+  it('runs API, workers and its own local S3 server; heals a killed API; Ctrl-C stops everything and npm start exits 0', async () => {
     const [apiPort, s3Port] = [await freePort(), await freePort()];
     // S3_ENDPOINT unset: `start` must run the local S3 server itself.
     const env: Record<string, string> = { ...stack.env, PORT: String(apiPort), LOCAL_S3_PORT: String(s3Port), LOCAL_S3_DIR: s3Dir, SUPERVISOR_INITIAL_BACKOFF_MS: '500' };
@@ -148,7 +148,8 @@ describe('photopipe start (npm start)', () => {
     for (const k of ['S3_ENDPOINT', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY']) delete base[k];
     const logName = 'start';
     const out = createWriteStream(join(LOG_DIR, `${stack.name}-${logName}.log`), { flags: 'a' });
-    const child = spawn(process.execPath, [BIN, 'start'], { env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // The README's run command itself, in a process group of its own as a terminal would run it.
+    const child = spawn('npm', ['start'], { cwd: ROOT, env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     child.stdout.pipe(out);
     child.stderr.pipe(out);
     const start = new Proc('start', child);
@@ -194,17 +195,18 @@ describe('photopipe start (npm start)', () => {
     const second = await stack.uploadOk(distinctJpeg(photo('jpg/Canon_PowerShot_S40.jpg'), `start2-${stack.name}`));
     assert.equal(await stack.waitFinal(second, 90_000), 'complete');
 
-    // SIGTERM: every child stops within the grace period and start exits 0.
+    // Ctrl-C: the terminal sends SIGINT to the whole foreground group (npm, the supervisor); every
+    // child stops within the grace period and `npm start` exits 0.
     const pids = roles.map((r) => started().filter((l) => l.childRole === r).at(-1)?.childPid);
-    assert.ok(pids.every((p): p is number => typeof p === 'number' && alive(p)), 'every role is running before SIGTERM');
+    assert.ok(pids.every((p): p is number => typeof p === 'number' && alive(p)), 'every role is running before Ctrl-C');
     const stopAt = Date.now();
-    start.kill('SIGTERM');
+    process.kill(-child.pid!, 'SIGINT');
     const res = await Promise.race([
       start.exited,
       new Promise<never>((_, reject) => setTimeout(() => reject(new Error('start did not exit within grace + 15 s')), stack.config.SHUTDOWN_GRACE_MS + 15_000).unref()),
     ]);
     assert.deepEqual(res, { code: 0, signal: null });
-    console.log(`# start: stopped in ${Date.now() - stopAt} ms after SIGTERM`);
+    console.log(`# start: stopped in ${Date.now() - stopAt} ms after Ctrl-C`);
     assert.deepEqual(
       pids.filter((p) => alive(p)),
       [],
