@@ -226,4 +226,27 @@ describe('stuck-work reconciler', () => {
     assert.equal(await stack.waitFinal(stuck, 60_000), 'complete');
     for (const p of loops) assert.deepEqual(await p.stop(), { code: 0, signal: null });
   });
+
+  it('stops in the middle of a long pass (a large stuck backlog) instead of finishing it first', async () => {
+    await frameWorker?.stop();
+    frameWorker = null;
+    await waitFor('no frame consumer', async () => (await stack.queueStats(stack.queue('frame'))).consumerCount === 0, 15_000);
+    const tenant = `bulk_${stack.name.slice(-6)}`;
+    const stages = { ingest: 'done', exif: 'done', geocode: 'skipped', frame: 'pending', thumbnail: 'done', upload: 'pending' };
+    await stack.db.query(
+      `INSERT INTO photos (id, tenant_id, status, stages, progressed_at)
+       SELECT gen_random_uuid(), $1, 'processing', $2::jsonb, now() - interval '1 hour' FROM generate_series(1, 3000)`,
+      [tenant, JSON.stringify(stages)],
+    );
+    const loop = stack.spawnCli('reconciler-bulk', ['reconciler'], { RECONCILE_INTERVAL_MS: '1000', RECONCILE_STALE_MS: '2000' });
+    await waitFor('the pass to be under way', async () => (await frameDepth()) >= 50, 30_000, 20);
+    const t0 = Date.now();
+    assert.deepEqual(await loop.stop(), { code: 0, signal: null });
+    const tookMs = Date.now() - t0;
+    const republished = await frameDepth();
+    assert.ok(republished < 3000, `it stopped after ${republished} of 3000 photos`);
+    assert.ok(tookMs < 5_000, `stopped ${tookMs} ms after SIGTERM`);
+    await stack.amqp((ch) => ch.purgeQueue(stack.queue('frame')));
+    await stack.db.query(`DELETE FROM photos WHERE tenant_id = $1`, [tenant]);
+  });
 });

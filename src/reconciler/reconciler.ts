@@ -39,7 +39,7 @@ const MAX_PER_PASS = 20_000;
  * little work and nothing else. Every stale photo is examined, page by page, so photos deferred
  * behind one stage's backlog never crowd out photos stuck on another.
  */
-export async function reconcileOnce(deps: ReconcilerDeps, opts: { staleMs: number; dryRun: boolean; pageSize?: number }): Promise<ReconcileReport> {
+export async function reconcileOnce(deps: ReconcilerDeps, opts: { staleMs: number; dryRun: boolean; pageSize?: number; signal?: AbortSignal }): Promise<ReconcileReport> {
   const report: ReconcileReport = { examined: 0, republished: [], deferred: [], dryRun: opts.dryRun };
   const depth = new Map<StageName, number>();
   const depthOf = async (stage: StageName) => {
@@ -53,6 +53,8 @@ export async function reconcileOnce(deps: ReconcilerDeps, opts: { staleMs: numbe
     const page = await deps.photos.findStale(opts.staleMs, pageSize, after);
     after = page.next ?? undefined;
     for (const photo of page.items) {
+      // A pass over a large backlog can take a while: shutdown ends it between photos (the next pass resumes).
+      if (opts.signal?.aborted) break;
       report.examined++;
       const waiting = waitingStages(photo);
       const ready: StageName[] = [];
@@ -67,7 +69,7 @@ export async function reconcileOnce(deps: ReconcilerDeps, opts: { staleMs: numbe
       for (const stage of ready) await deps.broker.publishToStage(stage, msg, { 'x-republished-by': 'reconciler' });
       await deps.photos.touchProgress(photo.id);
     }
-  } while (after && report.examined < MAX_PER_PASS);
+  } while (after && report.examined < MAX_PER_PASS && !opts.signal?.aborted);
   if (report.republished.length > 0 || report.deferred.length > 0) {
     deps.log.info({ examined: report.examined, republished: report.republished.length, deferred: report.deferred.length, dryRun: opts.dryRun }, 'reconciler pass');
   }
@@ -83,28 +85,29 @@ export function startReconcilerLoop(
   opts: { intervalMs: number; staleMs: number },
 ): { stop: () => Promise<void> } {
   let timer: NodeJS.Timeout | null = null;
-  let stopped = false;
   let running: Promise<void> = Promise.resolve();
+  const stopping = new AbortController();
   const owner = `${process.pid}-${Math.random().toString(36).slice(2)}`;
   const pass = async () => {
     try {
       // Held until it expires, not released after the pass: at most one pass per interval across
       // the fleet, whichever instance comes first.
       const got = await deps.redis.set(deps.lockKey, owner, 'PX', Math.max(opts.intervalMs - 100, 1_000), 'NX');
-      if (got === 'OK') await reconcileOnce(deps, { staleMs: opts.staleMs, dryRun: false });
+      if (got === 'OK') await reconcileOnce(deps, { staleMs: opts.staleMs, dryRun: false, signal: stopping.signal });
       else deps.log.debug({ lockKey: deps.lockKey }, 'another instance holds the reconciler lock: skipping this pass');
     } catch (err) {
       deps.log.warn({ err: (err as Error).message }, 'reconciler pass failed; will try again');
     } finally {
-      if (!stopped) timer = setTimeout(() => (running = pass()), opts.intervalMs);
+      if (!stopping.signal.aborted) timer = setTimeout(() => (running = pass()), opts.intervalMs);
     }
   };
   timer = setTimeout(() => (running = pass()), Math.min(opts.intervalMs, 5_000));
   return {
-    // Waits for a pass in progress, so shutdown does not close its connections under it.
+    // Ends a pass in progress at the next photo and waits for it, so shutdown does not close its
+    // connections under it.
     stop: async () => {
-      stopped = true;
       if (timer) clearTimeout(timer);
+      stopping.abort();
       await running;
     },
   };
