@@ -41,6 +41,8 @@ interface Slot {
 }
 
 const TAIL_LINES = 20;
+/** A child that writes without newlines is forwarded in pieces of this size rather than buffered without bound. */
+const MAX_PARTIAL_LINE = 64 * 1024;
 
 /**
  * Forwards a child's stream line by line (so lines of different children never interleave
@@ -57,7 +59,13 @@ function forwardLines(from: Readable, to: Writable, tail: string[]): void {
     const text = partial + chunk;
     const end = text.lastIndexOf('\n');
     if (end < 0) {
-      partial = text;
+      if (text.length <= MAX_PARTIAL_LINE) {
+        partial = text;
+        return;
+      }
+      to.write(`${text}\n`);
+      keep([text.slice(0, 2_000)]);
+      partial = '';
       return;
     }
     partial = text.slice(end + 1);
