@@ -32,21 +32,37 @@ interface RawResponse {
  * POST with node:http so the test controls framing: a Content-Length body or a chunked one. The
  * server may answer (413) before the body is sent in full; the answer is what counts.
  */
-function rawPost(url: string, headers: Record<string, string>, chunks: Buffer[], framing: 'length' | 'chunked'): Promise<RawResponse> {
+/**
+ * POSTs a body in chunks. Once `holdAfterBytes` are sent the server has all it needs to refuse, so
+ * the rest waits (up to 5 s) for its answer: a server that refuses and closes the connection
+ * while the client is still writing would otherwise make the client fail with EPIPE before it
+ * reads the answer. A server that does not answer by then gets the rest of the body.
+ */
+function rawPost(url: string, headers: Record<string, string>, chunks: Buffer[], framing: 'length' | 'chunked', holdAfterBytes: number): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     const total = chunks.reduce((n, c) => n + c.length, 0);
+    let answered = false;
     const req = request(url, { method: 'POST', headers: framing === 'length' ? { ...headers, 'content-length': String(total) } : headers }, (res) => {
+      answered = true;
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (body += d));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
       res.on('error', reject);
     });
-    req.on('error', reject); // ignored once the response has resolved the promise
+    req.on('error', (err) => {
+      if (!answered) reject(err);
+    });
+    req.flushHeaders();
     void (async () => {
+      let sent = 0;
       for (const c of chunks) {
-        if (req.destroyed) return;
+        if (sent >= holdAfterBytes) {
+          for (let waited = 0; !answered && !req.destroyed && waited < 5_000; waited += 20) await new Promise((r) => setTimeout(r, 20));
+        }
+        if (req.destroyed || answered) return;
         if (!req.write(c)) await new Promise((r) => req.once('drain', r).once('close', r));
+        sent += c.length;
       }
       req.end();
     })();
@@ -155,7 +171,8 @@ describe('hostile input', () => {
       // Over UPLOAD_MAX_BYTES, announced by Content-Length (refused before reading) and chunked (refused at the limit).
       ...(['length', 'chunked'] as const).map(async (framing) => {
         const chunks = Array.from({ length: Math.ceil(oversize.length / 64_000) }, (_, i) => oversize.subarray(i * 64_000, (i + 1) * 64_000));
-        const res = await rawPost(`${stack.apiUrl}/v1/photos`, { ...auth, 'content-type': 'image/jpeg' }, chunks, framing);
+        // By Content-Length the API refuses before reading any of the body; chunked, once the limit is passed.
+        const res = await rawPost(`${stack.apiUrl}/v1/photos`, { ...auth, 'content-type': 'image/jpeg' }, chunks, framing, framing === 'length' ? 0 : UPLOAD_MAX_BYTES + 1);
         assert.equal(res.status, 413, `${framing}: ${res.body}`);
         assert.equal((JSON.parse(res.body) as ErrorBody).error.code, 'payload_too_large');
       }),
