@@ -57,6 +57,18 @@ export interface VariantRow {
   contentType: string;
 }
 
+/**
+ * Which photo owns its content, as the partial unique index photos_tenant_sha256_unique defines it
+ * (migrations): not a duplicate and not failed. `p` is the candidate owner.
+ */
+const OWNS_CONTENT = `p.duplicate_of IS NULL AND p.status <> 'failed'`;
+
+/**
+ * A timestamp column as keyset position text with Postgres' microseconds: a JS Date keeps only
+ * milliseconds, and a position cut to the millisecond skips or repeats rows of the same millisecond.
+ */
+const positionOf = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
+
 const COLUMNS = `id, tenant_id, status, sha256, duplicate_of, original_name, content_type, file, exif,
   gps_lat, gps_lon, gps_alt, place, stages, error, created_at, updated_at, progressed_at, completed_at`;
 
@@ -88,6 +100,13 @@ export interface StageFields {
   exifRaw?: unknown;
   gps?: { lat: number; lon: number; alt: number | null } | null;
   place?: unknown;
+}
+
+/** What a stage records together with its completion: stages to initialise or set, and its columns. */
+export interface CompleteStageOptions {
+  initStages?: Partial<Record<StageName, StageState>>;
+  setStages?: Partial<Record<StageName, StageState>>;
+  fields?: StageFields;
 }
 
 export interface StageCompletion {
@@ -132,9 +151,7 @@ export class PhotoRepo {
   }
 
   /**
-   * Newest first, keyset-paginated on (created_at, id). The position of the last row is returned
-   * as Postgres text with microseconds: a JS Date keeps milliseconds only, and a cursor cut to the
-   * millisecond would skip photos created within the same millisecond.
+   * Newest first, keyset-paginated on (created_at, id); the last row's position is positionOf() text.
    */
   async list(
     tenantId: string,
@@ -152,7 +169,7 @@ export class PhotoRepo {
     }
     params.push(opts.limit + 1);
     const { rows } = await this.db.query(
-      `SELECT ${COLUMNS}, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS position
+      `SELECT ${COLUMNS}, ${positionOf('created_at')} AS position
        FROM photos WHERE ${where} ORDER BY created_at DESC, id DESC LIMIT $${params.length}`,
       params,
     );
@@ -184,7 +201,7 @@ export class PhotoRepo {
     const { rows } = await this.db.query(
       `WITH winner AS (
          SELECT p.id FROM photos p, photos me
-         WHERE me.id = $1 AND p.tenant_id = me.tenant_id AND p.sha256 = $2 AND p.duplicate_of IS NULL AND p.status <> 'failed' AND p.id <> $1)
+         WHERE me.id = $1 AND p.tenant_id = me.tenant_id AND p.sha256 = $2 AND p.id <> $1 AND ${OWNS_CONTENT})
        UPDATE photos SET sha256 = $2, duplicate_of = winner.id, status = 'duplicate', file = $3::jsonb,
          stages = '{"ingest":"done"}'::jsonb, completed_at = now(), updated_at = now(), progressed_at = now()
        FROM winner WHERE photos.id = $1
@@ -201,11 +218,7 @@ export class PhotoRepo {
    * photo when no stage is left pending. Row locking makes concurrent finishers see each other's
    * writes, so exactly one of them observes the transition to complete.
    */
-  async completeStage(
-    id: string,
-    stage: StageName,
-    opts: { initStages?: Partial<Record<StageName, StageState>>; setStages?: Partial<Record<StageName, StageState>>; fields?: StageFields } = {},
-  ): Promise<StageCompletion | null> {
+  async completeStage(id: string, stage: StageName, opts: CompleteStageOptions = {}): Promise<StageCompletion | null> {
     const f = opts.fields ?? {};
     const setStages = { ...(opts.setStages ?? {}), [stage]: 'done' };
     // The locking read in `old` waits for a concurrent finisher and then sees its committed
@@ -301,8 +314,7 @@ export class PhotoRepo {
       `UPDATE photos SET status = 'duplicate', duplicate_of = owner.id, error = NULL,
          completed_at = now(), updated_at = now(), progressed_at = now()
        FROM (SELECT p.id FROM photos p, photos me
-             WHERE me.id = $1 AND p.tenant_id = me.tenant_id AND p.sha256 = me.sha256 AND p.id <> me.id
-               AND p.duplicate_of IS NULL AND p.status <> 'failed' LIMIT 1) owner
+             WHERE me.id = $1 AND p.tenant_id = me.tenant_id AND p.sha256 = me.sha256 AND p.id <> me.id AND ${OWNS_CONTENT} LIMIT 1) owner
        WHERE photos.id = $1`,
       [id],
     );
@@ -349,12 +361,11 @@ export class PhotoRepo {
 
   /**
    * Photos in a non-final state that no stage has moved for longer than staleMs, oldest first, a
-   * page at a time: `after` is the previous page's `next` (its position keeps Postgres'
-   * microseconds, as in list(), so that paging neither skips nor repeats a row).
+   * page at a time: `after` is the previous page's `next` (a positionOf() text, as in list()).
    */
   async findStale(staleMs: number, limit: number, after?: StalePosition): Promise<{ items: PhotoRow[]; next: StalePosition | null }> {
     const { rows } = await this.db.query(
-      `SELECT ${COLUMNS}, to_char(progressed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS position
+      `SELECT ${COLUMNS}, ${positionOf('progressed_at')} AS position
        FROM photos WHERE status IN ('queued', 'processing')
          AND progressed_at < now() - ($1::int * interval '1 millisecond')
          AND ($3::timestamptz IS NULL OR (progressed_at, id) > ($3::timestamptz, $4::uuid))

@@ -1,6 +1,6 @@
 import type { StageName } from '../shared/config.js';
 import { PermanentError } from '../shared/errors.js';
-import type { PhotoRow, StageFields, StageState, StageView } from '../db/photo-repo.js';
+import type { CompleteStageOptions, PhotoRow, StageCompletion, StageView } from '../db/photo-repo.js';
 import type { StageMessage } from '../queues/messages.js';
 import type { StageContext } from '../queues/stage-consumer.js';
 import type { WorkerDeps } from './worker-deps.js';
@@ -70,8 +70,8 @@ export async function finishStage(
   stage: StageName,
   msg: StageMessage,
   ctx: StageContext,
-  opts: { initStages?: Partial<Record<StageName, StageState>>; setStages?: Partial<Record<StageName, StageState>>; fields?: StageFields } = {},
-): Promise<void> {
+  opts: CompleteStageOptions = {},
+): Promise<StageCompletion> {
   ctx.signal.throwIfAborted();
   const result = await deps.photos.completeStage(msg.photoId, stage, opts);
   if (!result) throw new PermanentError('unknown_photo', `photo ${msg.photoId} disappeared`);
@@ -81,4 +81,5 @@ export async function finishStage(
     await deps.blobs.delete(msg.photoId, ['raw', 'work', 'framed', 'thumbnail']);
     ctx.log.info({ totalMs: Date.now() - result.row.createdAt.getTime() }, 'photo complete');
   }
+  return result;
 }

@@ -8,7 +8,10 @@ export function exifHandler(deps: WorkerDeps): StageHandler {
   return async (msg, ctx) => {
     const loaded = await loadForStage(deps, 'exif', msg);
     if (!loaded) return;
-    if (loaded.alreadyDone) return finishStage(deps, 'exif', msg, ctx);
+    if (loaded.alreadyDone) {
+      await finishStage(deps, 'exif', msg, ctx);
+      return;
+    }
     const raw = await deps.blobs.getByKey(msg.rawKey, msg.photoId);
     const { exif, raw: exifRaw } = await extractExif(raw);
     await finishStage(deps, 'exif', msg, ctx, {

@@ -21,7 +21,10 @@ export function ingestHandler(deps: WorkerDeps): StageHandler {
   return async (msg, ctx) => {
     const loaded = await loadForStage(deps, 'ingest', msg);
     if (!loaded) return;
-    if (loaded.alreadyDone) return finishStage(deps, 'ingest', msg, ctx);
+    if (loaded.alreadyDone) {
+      await finishStage(deps, 'ingest', msg, ctx);
+      return;
+    }
     const raw = await deps.blobs.getByKey(msg.rawKey, msg.photoId);
     if (raw.length === 0) throw new PermanentError('empty_file', 'the upload is empty');
     const sniffed = sniffImageFormat(raw.subarray(0, 64));

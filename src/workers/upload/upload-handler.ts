@@ -79,8 +79,9 @@ export function uploadHandler(deps: WorkerDeps): StageHandler {
         variants.map(({ body: _b, visibility, ...v }) => ({ ...v, url: visibility === 'public' ? deps.storage.publicUrl(v.s3Key) : null })),
       );
     }
-    await finishStage(deps, 'upload', msg, ctx);
-    // The renditions are in S3 now; the photo may still wait for exif or geocode, so free them early.
-    await deps.blobs.delete(msg.photoId, ['framed', 'thumbnail']);
+    const { justCompleted } = await finishStage(deps, 'upload', msg, ctx);
+    // The renditions are in S3 now; the photo may still wait for exif or geocode, so free them
+    // early (on completion finishStage has dropped every blob already).
+    if (!justCompleted) await deps.blobs.delete(msg.photoId, ['framed', 'thumbnail']);
   };
 }
