@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { BlobStore } from '../src/shared/blob-store.js';
 import { createDb } from '../src/shared/db.js';
 import { createLogger } from '../src/shared/logger.js';
-import { PhotoRepo } from '../src/db/photo-repo.js';
+import { PhotoIntakeRepo } from '../src/db/photos/photo-intake-repo.js';
 import { Broker } from '../src/queues/broker.js';
 import { buildTopology } from '../src/queues/topology.js';
 import type { Stack } from '../test/helpers/stack.js';
@@ -257,14 +257,14 @@ async function closedLoop(name: string, concurrency: number, durationSec: number
 
 /**
  * What one upload costs the API, step by step, each step alone at the API's concurrency with the
- * API's own code (PhotoRepo.insertQueued, Broker.publishToStage with publisher confirms on the
+ * API's own code (PhotoIntakeRepo.insertQueued, Broker.publishToStage with publisher confirms on the
  * quorum ingest queue, the Redis SET of the body): shows which step bounds the API.
  */
 async function runComponents(stack: Stack, body: Buffer, o: { concurrency: number; durationSec: number }): Promise<ComponentRun[]> {
   const config = stack.config;
   const log = createLogger({ LOG_LEVEL: 'warn' }, { role: 'bench' }, 'stderr');
   const db = createDb(config, log, 'photopipe-bench');
-  const photos = new PhotoRepo(db);
+  const photos = new PhotoIntakeRepo(db);
   const broker = new Broker(config, buildTopology(config), log, 'photopipe-bench');
   const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1 });
   const cleaner = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1 });
@@ -281,7 +281,7 @@ async function runComponents(stack: Stack, body: Buffer, o: { concurrency: numbe
       }),
     );
     out.push(
-      await closedLoop('Postgres INSERT photo (PhotoRepo.insertQueued)', o.concurrency, d, () =>
+      await closedLoop('Postgres INSERT photo (PhotoIntakeRepo.insertQueued)', o.concurrency, d, () =>
         photos.insertQueued({ id: randomUUID(), tenantId: stack.tenant, originalName: null, contentType: 'image/jpeg', bytes: body.length, format: 'jpeg' }),
       ),
     );

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { reconcileOnce, type ReconcileReport } from '../src/reconciler/reconciler.js';
 import { Broker } from '../src/queues/broker.js';
 import { buildTopology } from '../src/queues/topology.js';
-import { PhotoRepo } from '../src/db/photo-repo.js';
+import { photoRepos } from '../src/db/photos/index.js';
 import { BlobStore } from '../src/shared/blob-store.js';
 import { createLogger } from '../src/shared/logger.js';
 import { distinctJpeg, photo } from './helpers/fixtures.js';
@@ -130,7 +130,8 @@ describe('stuck-work reconciler', () => {
     const broker = new Broker(stack.config, buildTopology(stack.config), log, 'reconciler-test');
     try {
       await broker.waitReady();
-      const deps = { photos: new PhotoRepo(stack.db), broker, blobs: new BlobStore(stack.redis, stack.config.REDIS_KEY_PREFIX, 60), log };
+      const repos = photoRepos(stack.db);
+      const deps = { stale: repos.stale, stages: repos.stages, broker, blobs: new BlobStore(stack.redis, stack.config.REDIS_KEY_PREFIX, 60), log };
       const paged = await reconcileOnce(deps, { staleMs: 1000, dryRun: true, pageSize: 1 });
       assert.equal(paged.examined, 2);
       assert.deepEqual(paged.republished.sort(byId), dry.republished.sort(byId));

@@ -1,25 +1,13 @@
-import type { Redis } from 'ioredis';
-import type { Config } from '../shared/config.js';
-import type { Logger } from '../shared/logger.js';
-import type { Db } from '../shared/db.js';
-import type { BlobStore } from '../shared/blob-store.js';
-import type { Storage } from '../shared/storage.js';
-import type { Broker } from '../queues/broker.js';
-import type { PhotoRepo } from '../db/photo-repo.js';
+import type { ProcessClients } from '../shared/process-resources.js';
+import type { PhotoRepos } from '../db/photos/index.js';
 import type { ApiKeyRepo } from '../db/api-key-repo.js';
 import type { FrameRepo } from '../db/frame-repo.js';
 import type { LoadShedder } from './load-shedder.js';
 import type { DlqService } from '../queues/dlq-service.js';
 
-export interface ApiDeps {
-  config: Config;
-  log: Logger;
-  db: Db;
-  redis: Redis;
-  blobs: BlobStore;
-  storage: Storage;
-  broker: Broker;
-  photos: PhotoRepo;
+/** What the API's routes are handed by its composition root (run-api.ts). */
+export interface ApiDeps extends ProcessClients {
+  photos: PhotoRepos;
   apiKeys: ApiKeyRepo;
   frames: FrameRepo;
   shedder: LoadShedder;

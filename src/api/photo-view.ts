@@ -1,5 +1,7 @@
-import { STAGES } from '../shared/config.js';
-import type { PhotoRow, VariantRow } from '../db/photo-repo.js';
+import { stageList } from '../pipeline/graph.js';
+import { PIPELINE } from '../pipeline/photo-pipeline.js';
+import type { PhotoRow } from '../db/photos/photo-row.js';
+import type { VariantRow } from '../db/photos/variant-repo.js';
 
 interface VariantView {
   url: string;
@@ -23,13 +25,7 @@ export async function toPhotoView(
     out[v.kind] = { url, width: v.width, height: v.height, bytes: v.bytes, contentType: v.contentType };
   }
   const exif = row.exif as { make?: string | null; model?: string | null; takenAt?: string | null; orientation?: number | null } | null;
-  const stages: Record<string, string> = {};
-  for (const s of STAGES) {
-    const state = row.stages[s];
-    if (state) stages[s] = state;
-    else if (row.status === 'duplicate') stages[s] = 'skipped';
-    else stages[s] = 'pending';
-  }
+  const stages = stageList(PIPELINE, row.status, row.stages);
   return {
     id: row.id,
     status: row.status,

@@ -21,8 +21,8 @@ export class ApiKeyRepo {
 
   /** The tenant a key belongs to, or null for unknown and revoked keys. */
   async tenantFor(key: string): Promise<string | null> {
-    const { rows } = await this.db.query(`SELECT tenant_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL`, [hashKey(key)]);
-    return (rows[0]?.tenant_id as string | undefined) ?? null;
+    const { rows } = await this.db.query<{ tenant_id: string }>(`SELECT tenant_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL`, [hashKey(key)]);
+    return rows[0]?.tenant_id ?? null;
   }
 
   async revoke(id: string): Promise<boolean> {
@@ -31,7 +31,7 @@ export class ApiKeyRepo {
   }
 
   async list(tenantId?: string): Promise<{ id: string; tenantId: string; prefix: string; createdAt: Date; revokedAt: Date | null }[]> {
-    const { rows } = await this.db.query(
+    const { rows } = await this.db.query<{ id: string; tenant_id: string; key_prefix: string; created_at: Date; revoked_at: Date | null }>(
       `SELECT id, tenant_id, key_prefix, created_at, revoked_at FROM api_keys WHERE ($1::text IS NULL OR tenant_id = $1) ORDER BY created_at`,
       [tenantId ?? null],
     );

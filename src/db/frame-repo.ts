@@ -1,6 +1,17 @@
 import type { Db } from '../shared/db.js';
 import type { FrameSpec } from '../imaging/render.js';
 
+interface FrameDbRow {
+  png: Buffer;
+  width: number;
+  height: number;
+  window_left: number;
+  window_top: number;
+  window_width: number;
+  window_height: number;
+  updated_at: Date;
+}
+
 /** A tenant's own polaroid frame (PNG bytes and photo window), kept in Postgres: small, durable, transactional. */
 export class FrameRepo {
   constructor(private readonly db: Db) {}
@@ -17,20 +28,23 @@ export class FrameRepo {
   }
 
   async version(tenantId: string): Promise<string | null> {
-    const { rows } = await this.db.query(`SELECT updated_at FROM tenant_frames WHERE tenant_id = $1`, [tenantId]);
-    return rows[0] ? (rows[0].updated_at as Date).toISOString() : null;
+    const { rows } = await this.db.query<{ updated_at: Date }>(`SELECT updated_at FROM tenant_frames WHERE tenant_id = $1`, [tenantId]);
+    return rows[0] ? rows[0].updated_at.toISOString() : null;
   }
 
   async get(tenantId: string): Promise<(FrameSpec & { version: string }) | null> {
-    const { rows } = await this.db.query(`SELECT * FROM tenant_frames WHERE tenant_id = $1`, [tenantId]);
+    const { rows } = await this.db.query<FrameDbRow>(
+      `SELECT png, width, height, window_left, window_top, window_width, window_height, updated_at FROM tenant_frames WHERE tenant_id = $1`,
+      [tenantId],
+    );
     const r = rows[0];
     if (!r) return null;
     return {
-      png: r.png as Buffer,
+      png: r.png,
       width: r.width,
       height: r.height,
       window: { left: r.window_left, top: r.window_top, width: r.window_width, height: r.window_height },
-      version: (r.updated_at as Date).toISOString(),
+      version: r.updated_at.toISOString(),
     };
   }
 

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { STAGES, type Config, type StageName } from '../shared/config.js';
 import { withRedisLock } from '../shared/redis-lock.js';
 import type { Broker } from './broker.js';
-import { decodeMessage, H } from './messages.js';
+import { decodeMessage, H, messageIdOf } from './messages.js';
 
 export interface DlqEntry {
   id: string;
@@ -96,7 +96,7 @@ export class DlqService {
     let found: DlqEntry | null = null;
     for (const stage of STAGES) {
       await this.browse(stage, async (msg) => {
-        if (msg.properties.messageId !== id) return 'continue';
+        if (messageIdOf(msg) !== id) return 'continue';
         found = toEntry(stage, msg);
         return 'stop';
       });
@@ -110,7 +110,7 @@ export class DlqService {
     const result: ReplayResult = { replayed: [], skipped: [] };
     for (const stage of this.stages(opts.stage)) {
       await this.browse(stage, async (msg, ack) => {
-        const id = msg.properties.messageId ?? '';
+        const id = messageIdOf(msg) ?? '';
         if (wanted && !wanted.has(id)) return 'continue';
         const entry = toEntry(stage, msg);
         const decoded = decodeMessage(msg.content);
@@ -199,7 +199,7 @@ function toEntry(stage: StageName, msg: GetMessage): DlqEntry {
   // Dead-lettered by the broker itself (delivery limit, reject): no reason headers of ours, only x-death.
   const brokerReason = str(h['x-first-death-reason']);
   return {
-    id: msg.properties.messageId ?? `${stage}:${msg.fields.deliveryTag}`,
+    id: messageIdOf(msg) ?? `${stage}:${msg.fields.deliveryTag}`,
     stage,
     photoId: str(h['x-photo-id']) ?? (decoded.ok ? decoded.message.photoId : null),
     tenantId: str(h['x-tenant-id']) ?? (decoded.ok ? decoded.message.tenantId : null),

@@ -1,11 +1,15 @@
 import { z } from 'zod';
 
-/** The one message shape every stage consumes: which photo, whose, and where its bytes are. Never the bytes. */
+/**
+ * The one message shape every stage consumes: which photo and whose. Never the bytes, and nothing
+ * about where they came from: a stage finds a photo's blobs by its id. `rawKey` is written for
+ * readers of older versions and ignored.
+ */
 export const stageMessageSchema = z.object({
   v: z.literal(1),
   photoId: z.uuid(),
   tenantId: z.string().min(1).max(200),
-  rawKey: z.string().min(1).max(500),
+  rawKey: z.string().min(1).max(500).optional(),
 });
 export type StageMessage = z.infer<typeof stageMessageSchema>;
 
@@ -22,6 +26,8 @@ export const H = {
   attempts: 'x-attempts',
   originalRoutingKey: 'x-original-routing-key',
   deadLetteredAt: 'x-dead-lettered-at',
+  /** Times the message was deferred (rate limits): never counted as attempts. */
+  deferrals: 'x-deferrals',
 } as const;
 
 export function encodeMessage(msg: StageMessage): Buffer {
@@ -43,4 +49,15 @@ export function decodeMessage(content: Buffer): DecodeResult {
     return { ok: false, reason: `malformed message: ${issues}` };
   }
   return { ok: true, message: parsed.data };
+}
+
+/** amqplib types message properties as `any`: read the ones we use as what they are. */
+export function messageIdOf(msg: { properties: { messageId?: unknown } }): string | undefined {
+  const id: unknown = msg.properties.messageId;
+  return typeof id === 'string' ? id : undefined;
+}
+
+export function contentTypeOf(msg: { properties: { contentType?: unknown } }): string | undefined {
+  const t: unknown = msg.properties.contentType;
+  return typeof t === 'string' ? t : undefined;
 }

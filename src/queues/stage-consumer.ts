@@ -1,11 +1,13 @@
 import type { ConfirmChannel, ConsumeMessage } from 'amqplib';
 import type { Redis } from 'ioredis';
 import type { Config, StageName } from '../shared/config.js';
-import { classify, coerceError, PipelineError, StageTimeoutError, type ErrorClass } from '../shared/errors.js';
+import { classify, coerceError, DeferError, PipelineError, StageTimeoutError, type ErrorClass } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import type { Broker, ConsumerHandle } from './broker.js';
-import { decodeMessage, H, type StageMessage } from './messages.js';
+import { contentTypeOf, decodeMessage, H, messageIdOf, type StageMessage } from './messages.js';
 import { RETRY_LEVEL_HEADER } from './topology.js';
+import { deferralDelay, retryDelay, type ScheduledDelay } from './retry-schedule.js';
+import type { StageEvent, StageEvents } from './stage-events.js';
 
 export interface StageContext {
   log: Logger;
@@ -52,6 +54,9 @@ interface InFlight {
   ch: ConfirmChannel;
   settled: boolean;
   abort: AbortController;
+  started: number;
+  /** Who the message is about, once its body has been read: events carry it. */
+  about: { photoId: string | null; tenantId: string | null; attempt: number };
 }
 
 const MAX_REASON = 1_000;
@@ -66,8 +71,10 @@ const abandonedLimit = (prefetch: number) => Math.max(8, 4 * prefetch);
 /**
  * Runs one stage's handler over its queue. Every outcome is explicit and written once, here:
  * success -> ack; retryable failure -> republish to a delay queue with attempt+1, then ack;
- * permanent failure or last attempt -> record the failure, publish to the stage's DLQ, then ack.
- * The message is acked only after its outcome is durable (confirmed publish / committed row).
+ * permanent failure or last attempt -> record the failure, publish to the stage's DLQ, then ack;
+ * deferral (DeferError) -> republish to a delay queue with the same attempt, then ack.
+ * The message is acked only after its outcome is durable (confirmed publish / committed row), and
+ * every outcome is announced as a typed event (stage-events.ts).
  */
 export class StageConsumer {
   private readonly inFlight = new Set<InFlight>();
@@ -86,6 +93,7 @@ export class StageConsumer {
       log: Logger;
       stage: StageName;
       handler: StageHandler;
+      events?: StageEvents;
       prefetch?: number;
       /** Too many handlers overran their deadline and kept running: the process should be replaced. */
       onAbandonedOverflow?: (count: number) => void;
@@ -104,7 +112,7 @@ export class StageConsumer {
     const queue = this.deps.broker.topology.workQueue(this.deps.stage);
     // Prefetch = in-flight messages per process: the back-pressure bound for this role.
     this.handle = this.deps.broker.consume(queue, this.settings.prefetch, (msg, ch) => {
-      const entry: InFlight = { msg, ch, settled: false, abort: new AbortController() };
+      const entry: InFlight = { msg, ch, settled: false, abort: new AbortController(), started: Date.now(), about: { photoId: null, tenantId: null, attempt: 1 } };
       this.inFlight.add(entry);
       void this.process(entry).finally(() => {
         this.inFlight.delete(entry);
@@ -128,15 +136,20 @@ export class StageConsumer {
     if (this.inFlight.size > 0) this.log.warn({ count: this.inFlight.size, graceMs }, 'grace period over: handing unfinished messages back to the broker');
     for (const entry of this.inFlight) {
       entry.abort.abort(new Error('shutting down'));
+      if (!entry.settled) this.emit(entry, { type: 'handed_back' });
       this.settle(entry, 'requeue');
     }
   }
 
+  private emit(entry: InFlight, e: DistributiveOmit<StageEvent, 'stage' | 'photoId' | 'tenantId' | 'attempt'>): void {
+    this.deps.events?.emit({ stage: this.deps.stage, ...entry.about, ...e } as StageEvent);
+  }
+
   private async process(entry: InFlight): Promise<void> {
-    const { msg } = entry;
-    const started = Date.now();
+    const { msg, started } = entry;
     const headers = (msg.properties.headers ?? {}) as Record<string, unknown>;
     const attempt = positiveInt(headers[H.attempt]) ?? 1;
+    entry.about.attempt = attempt;
     const decoded = decodeMessage(msg.content);
     if (!decoded.ok) {
       this.log.warn({ reason: decoded.reason }, 'malformed message: dead-lettering');
@@ -144,7 +157,9 @@ export class StageConsumer {
       return;
     }
     const message = decoded.message;
+    entry.about = { photoId: message.photoId, tenantId: message.tenantId, attempt };
     const log = this.log.child({ photoId: message.photoId, tenantId: message.tenantId, attempt });
+    this.emit(entry, { type: 'started' });
 
     const crashes = await this.previousDeliveries(msg, headers).catch(() => 0);
     if (crashes >= this.deps.config.CRASH_REDELIVERY_LIMIT) {
@@ -162,7 +177,9 @@ export class StageConsumer {
       const deadlineAt = Date.now() + this.settings.timeoutMs;
       await this.runWithDeadline(entry, message, { log, signal: entry.abort.signal, deadlineAt, attempt, maxAttempts: this.settings.maxAttempts });
       this.settle(entry, 'ack');
-      log.info({ durationMs: Date.now() - started }, 'stage done');
+      const durationMs = Date.now() - started;
+      log.info({ durationMs }, 'stage done');
+      this.emit(entry, { type: 'succeeded', durationMs });
     } catch (raw) {
       const err = coerceError(raw);
       if (entry.settled) {
@@ -172,13 +189,34 @@ export class StageConsumer {
         log.debug({ err: err.message }, 'handler ended after its message was handed back');
         return;
       }
+      if (err instanceof DeferError) {
+        const deferrals = (positiveInt(headers[H.deferrals]) ?? 0) + 1;
+        const when = deferralDelay(err.delayMs, this.deps.broker.topology.retryLevels);
+        log.info({ reason: err.reason, wantedMs: err.delayMs, delayMs: when.ttlMs, deferrals }, 'stage deferred');
+        if (await this.republishDelayed(entry, headers, when, { [H.attempt]: attempt, [H.deferrals]: deferrals })) {
+          this.emit(entry, { type: 'deferred', durationMs: Date.now() - started, delayMs: when.ttlMs, reason: err.reason, deferrals });
+          await this.deps.recorder.recordRetry(message).catch((e: Error) => log.debug({ err: e.message }, 'could not record deferral progress'));
+        }
+        return;
+      }
       const errorClass = classify(err);
       const code = err instanceof PipelineError ? err.code : 'unexpected';
       const reason = truncate(err.message);
       if (errorClass === 'retryable' && attempt < this.settings.maxAttempts) {
         log.warn({ err: reason, code, durationMs: Date.now() - started }, 'stage failed; scheduling retry');
-        await this.scheduleRetry(entry, headers, attempt, reason);
-        await this.deps.recorder.recordRetry(message).catch((e: Error) => log.debug({ err: e.message }, 'could not record retry progress'));
+        const { config, broker } = this.deps;
+        const when = retryDelay(attempt, config.RETRY_DELAYS_MS, broker.topology.retryLevels, config.RETRY_JITTER);
+        const now = new Date().toISOString();
+        const retried = await this.republishDelayed(entry, headers, when, {
+          [H.attempt]: attempt + 1,
+          [H.firstFailureAt]: headers[H.firstFailureAt] ?? now,
+          [H.lastFailureAt]: now,
+          [H.lastError]: reason,
+        });
+        if (retried) {
+          this.emit(entry, { type: 'retried', durationMs: Date.now() - started, code, delayMs: when.ttlMs });
+          await this.deps.recorder.recordRetry(message).catch((e: Error) => log.debug({ err: e.message }, 'could not record retry progress'));
+        }
       } else {
         const level = errorClass === 'permanent' ? 'permanent failure' : `gave up after ${attempt} attempts`;
         log.error({ err: reason, code, errorClass, stack: code === 'unexpected' ? err.stack : undefined }, `stage failed: ${level}`);
@@ -225,38 +263,29 @@ export class StageConsumer {
   private async previousDeliveries(msg: ConsumeMessage, headers: Record<string, unknown>): Promise<number> {
     const count = headers['x-delivery-count'];
     if (typeof count === 'number') return count; // quorum queues count returns for us
-    if (!msg.fields.redelivered || !msg.properties.messageId) return 0;
-    const key = `${this.deps.config.REDIS_KEY_PREFIX}redeliveries:${msg.properties.messageId}`;
+    const messageId = messageIdOf(msg);
+    if (!msg.fields.redelivered || !messageId) return 0;
+    const key = `${this.deps.config.REDIS_KEY_PREFIX}redeliveries:${messageId}`;
     const n = await this.deps.redis.incr(key);
     await this.deps.redis.expire(key, 24 * 3600);
     return n;
   }
 
-  private async scheduleRetry(entry: InFlight, headers: Record<string, unknown>, attempt: number, reason: string): Promise<void> {
-    const { broker, config } = this.deps;
-    const levels = broker.topology.retryLevels;
-    const delays = config.RETRY_DELAYS_MS;
-    const delayMs = delays[Math.min(attempt - 1, delays.length - 1)] ?? 1_000;
-    const level = levels.find((l) => l.delayMs === delayMs) ?? levels[levels.length - 1];
-    const jittered = Math.max(1, Math.round(delayMs * (1 + (Math.random() * 2 - 1) * config.RETRY_JITTER)));
-    const now = new Date().toISOString();
+  /** Through a delay queue back to this stage; acked once the broker confirmed. False when it went back to the queue instead. */
+  private async republishDelayed(entry: InFlight, headers: Record<string, unknown>, when: ScheduledDelay, set: Record<string, unknown>): Promise<boolean> {
+    const { broker } = this.deps;
     try {
       await broker.publishRaw(broker.topology.retryExchange, this.deps.stage, entry.msg.content, {
-        expiration: String(jittered),
-        messageId: entry.msg.properties.messageId,
-        headers: {
-          ...stripBrokerHeaders(headers),
-          [RETRY_LEVEL_HEADER]: level?.label,
-          [H.attempt]: attempt + 1,
-          [H.firstFailureAt]: headers[H.firstFailureAt] ?? now,
-          [H.lastFailureAt]: now,
-          [H.lastError]: reason,
-        },
+        expiration: String(when.ttlMs),
+        messageId: messageIdOf(entry.msg),
+        headers: { ...stripBrokerHeaders(headers), [RETRY_LEVEL_HEADER]: when.level.label, ...set },
       });
       this.settle(entry, 'ack');
+      return true;
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'could not schedule retry; returning message to the queue');
       this.settle(entry, 'requeue');
+      return false;
     }
   }
 
@@ -275,10 +304,11 @@ export class StageConsumer {
       if (recorded === 'moot') {
         this.log.info({ photoId: message?.photoId, code: f.code }, 'failure after the stage had already succeeded (duplicate delivery): dropped');
         this.settle(entry, 'ack');
+        this.emit(entry, { type: 'moot', durationMs: Date.now() - entry.started, code: f.code });
         return;
       }
       await broker.publishRaw(broker.topology.deadLetterExchange, this.deps.stage, entry.msg.content, {
-        contentType: entry.msg.properties.contentType ?? 'application/json',
+        contentType: contentTypeOf(entry.msg) ?? 'application/json',
         headers: {
           ...stripBrokerHeaders(headers),
           [H.stage]: this.deps.stage,
@@ -295,6 +325,7 @@ export class StageConsumer {
         },
       });
       this.settle(entry, 'ack');
+      this.emit(entry, { type: 'dead_lettered', durationMs: Date.now() - entry.started, code: f.code, errorClass: f.errorClass });
     } catch (err) {
       // Neither the failure nor the dead letter may be lost: give the message back and try again.
       this.log.warn({ err: (err as Error).message }, 'could not record failure; returning message to the queue');
@@ -334,6 +365,8 @@ function positiveInt(v: unknown): number | undefined {
 function truncate(s: string): string {
   return s.length > MAX_REASON ? `${s.slice(0, MAX_REASON)}…` : s;
 }
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

@@ -2,8 +2,11 @@ import type { Redis } from 'ioredis';
 import type { StageName } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
 import type { Broker } from '../queues/broker.js';
-import type { PhotoRepo, StalePosition } from '../db/photo-repo.js';
-import { waitingStages } from '../workers/flow.js';
+import type { StalePhotoRepo } from '../db/photos/stale-photo-repo.js';
+import type { StageStateRepo } from '../db/photos/stage-state-repo.js';
+import type { KeysetPosition } from '../db/photos/photo-row.js';
+import { waitingStages } from '../pipeline/graph.js';
+import { PIPELINE } from '../pipeline/photo-pipeline.js';
 import type { BlobStore } from '../shared/blob-store.js';
 
 export interface ReconcileReport {
@@ -15,7 +18,8 @@ export interface ReconcileReport {
 }
 
 export interface ReconcilerDeps {
-  photos: PhotoRepo;
+  stale: StalePhotoRepo;
+  stages: Pick<StageStateRepo, 'touchProgress'>;
   broker: Broker;
   blobs: BlobStore;
   log: Logger;
@@ -48,15 +52,15 @@ export async function reconcileOnce(deps: ReconcilerDeps, opts: { staleMs: numbe
   };
   const shieldUntil = Date.now() - BACKLOG_SHIELD_THRESHOLDS * opts.staleMs;
   const pageSize = opts.pageSize ?? 500;
-  let after: StalePosition | undefined;
+  let after: KeysetPosition | undefined;
   do {
-    const page = await deps.photos.findStale(opts.staleMs, pageSize, after);
+    const page = await deps.stale.findStale(opts.staleMs, pageSize, after);
     after = page.next ?? undefined;
     for (const photo of page.items) {
       // A pass over a large backlog can take a while: shutdown ends it between photos (the next pass resumes).
       if (opts.signal?.aborted) break;
       report.examined++;
-      const waiting = waitingStages(photo);
+      const waiting = waitingStages(PIPELINE, photo.status, photo.stages);
       const ready: StageName[] = [];
       const backlogged: StageName[] = [];
       const shielded = photo.progressedAt.getTime() > shieldUntil;
@@ -67,7 +71,7 @@ export async function reconcileOnce(deps: ReconcilerDeps, opts: { staleMs: numbe
       if (opts.dryRun) continue;
       const msg = { v: 1 as const, photoId: photo.id, tenantId: photo.tenantId, rawKey: deps.blobs.key(photo.id, 'raw') };
       for (const stage of ready) await deps.broker.publishToStage(stage, msg, { 'x-republished-by': 'reconciler' });
-      await deps.photos.touchProgress(photo.id);
+      await deps.stages.touchProgress(photo.id);
     }
   } while (after && report.examined < MAX_PER_PASS && !opts.signal?.aborted);
   if (report.republished.length > 0 || report.deferred.length > 0) {

@@ -4,6 +4,8 @@ import { PermanentError } from './errors.js';
 /** What a photo's bytes are at each step: the upload as received, a decoded working copy, renditions. */
 export type BlobKind = 'raw' | 'work' | 'framed' | 'thumbnail';
 
+const BLOB_NAMES: Record<BlobKind, string> = { raw: 'uploaded bytes', work: 'decoded working copy bytes', framed: 'framed rendition bytes', thumbnail: 'thumbnail bytes' };
+
 /**
  * Photo bytes travel between stages through Redis, never inside messages. Every blob has a TTL
  * as a safety net; the pipeline deletes them as soon as no stage needs them any more.
@@ -32,19 +34,12 @@ export class BlobStore {
   /** A missing blob is permanent: its TTL ran out, or it was never stored; retrying cannot bring it back. */
   async get(photoId: string, kind: BlobKind): Promise<Buffer> {
     const bytes = await this.getOptional(photoId, kind);
-    if (!bytes) throw new PermanentError('blob_missing', `the ${kind} bytes of photo ${photoId} are no longer in Redis (expired or deleted)`);
+    if (!bytes) throw new PermanentError('blob_missing', `the ${BLOB_NAMES[kind]} of photo ${photoId} are no longer in Redis (expired or deleted)`);
     return bytes;
   }
 
   async exists(photoId: string, kind: BlobKind): Promise<boolean> {
     return (await this.redis.exists(this.key(photoId, kind))) === 1;
-  }
-
-  /** Reads the upload by the key its message carries. */
-  async getByKey(key: string, photoId: string): Promise<Buffer> {
-    const bytes = await this.redis.getBuffer(key);
-    if (!bytes) throw new PermanentError('blob_missing', `the uploaded bytes of photo ${photoId} are no longer in Redis (expired or deleted)`);
-    return bytes;
   }
 
   async delete(photoId: string, kinds: readonly BlobKind[]): Promise<void> {

@@ -1,12 +1,13 @@
 import { z } from 'zod';
+import { PIPELINE, STAGES, type StageName } from '../pipeline/photo-pipeline.js';
 
 /**
  * The whole configuration of every photopipe process, read once from the environment at
  * start-up. A bad value stops the process with a message naming the variable.
  */
 
-export const STAGES = ['ingest', 'exif', 'geocode', 'frame', 'thumbnail', 'upload'] as const;
-export type StageName = (typeof STAGES)[number];
+// The stage names come from the pipeline's declaration; re-exported for the many modules that only need the names.
+export { STAGES, type StageName };
 
 const intFromEnv = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   z.coerce.number().int().min(min).max(max);
@@ -134,26 +135,6 @@ export interface Config extends Env {
   readonly stage: (name: StageName) => { maxAttempts: number; timeoutMs: number; prefetch: number };
 }
 
-/** Defaults sized from measurements on a 2-core machine: a 60 MP JPEG decode+resize takes ~2 s, a 12 MP HEIC ~2 s. */
-const DEFAULT_STAGE_TIMEOUT_MS: Record<StageName, number> = {
-  ingest: 60_000,
-  exif: 20_000,
-  geocode: 20_000,
-  frame: 60_000,
-  thumbnail: 60_000,
-  upload: 60_000,
-};
-
-/** In-flight messages per process: CPU-bound roles keep it small and scale by processes. */
-const DEFAULT_PREFETCH: Record<StageName, number> = {
-  ingest: 4,
-  exif: 8,
-  geocode: 16,
-  frame: 2,
-  thumbnail: 2,
-  upload: 8,
-};
-
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
@@ -176,8 +157,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ...e,
     stage: (name) => ({
       maxAttempts: e.STAGE_MAX_ATTEMPTS[name] ?? e.MAX_ATTEMPTS,
-      timeoutMs: e.STAGE_TIMEOUT_MS[name] ?? DEFAULT_STAGE_TIMEOUT_MS[name],
-      prefetch: e.STAGE_PREFETCH[name] ?? DEFAULT_PREFETCH[name],
+      timeoutMs: e.STAGE_TIMEOUT_MS[name] ?? PIPELINE.spec[name].defaults.timeoutMs,
+      prefetch: e.STAGE_PREFETCH[name] ?? PIPELINE.spec[name].defaults.prefetch,
     }),
   };
   return Object.freeze(config);

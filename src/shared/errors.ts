@@ -63,3 +63,33 @@ export class ServiceUnavailableError extends HttpError {
     super(503, 'service_unavailable', message, { 'retry-after': String(retryAfterSeconds) });
   }
 }
+
+/**
+ * Not a failure: "not now, try again in delayMs" (a rate limit, a quota window). The consumer
+ * sends the message through the delay queues without spending an attempt, and never dead-letters
+ * it for that reason alone.
+ */
+export class DeferError extends Error {
+  override readonly name = 'DeferError';
+  constructor(
+    readonly delayMs: number,
+    readonly reason: string,
+  ) {
+    super(`deferred for ${delayMs} ms: ${reason}`);
+  }
+}
+
+/**
+ * A dependency is away or the system is overloaded: try again after retryAfterSeconds. The HTTP
+ * API answers 503 with Retry-After; a worker retries with backoff.
+ */
+export class UnavailableError extends RetryableError {
+  constructor(
+    code: string,
+    message: string,
+    readonly retryAfterSeconds = 5,
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, options);
+  }
+}

@@ -1,25 +1,26 @@
 import { STAGES, type Config, type StageName } from '../shared/config.js';
 import { createLogger } from '../shared/logger.js';
-import { createDb } from '../shared/db.js';
-import { createRedis } from '../shared/redis.js';
-import { Storage } from '../shared/storage.js';
-import { BlobStore } from '../shared/blob-store.js';
-import { Broker } from '../queues/broker.js';
-import { buildTopology } from '../queues/topology.js';
+import { installShutdown } from '../shared/lifecycle.js';
+import { ProcessResources } from '../shared/process-resources.js';
 import { StageConsumer } from '../queues/stage-consumer.js';
-import { PhotoRepo } from '../db/photo-repo.js';
+import { StageEvents } from '../queues/stage-events.js';
+import { photoRepos } from '../db/photos/index.js';
 import { FrameRepo } from '../db/frame-repo.js';
-import { STAGE_HANDLERS } from './stages.js';
+import { PIPELINE } from '../pipeline/photo-pipeline.js';
 import { readTestFaults, withFault } from './test-faults.js';
-import { installShutdown, Releasers } from '../shared/lifecycle.js';
+import { loadStageModule } from './stage-loader.js';
+import { stageRunner } from './stage-runner.js';
+import type { StageDeps, StageRuntime } from './stage-module.js';
 
 /**
- * Composition root of a worker process: builds the clients once, starts one consumer per role,
- * and on SIGTERM/SIGINT stops taking messages, finishes (or hands back) what it holds within
- * SHUTDOWN_GRACE_MS, closes connections in reverse order and exits 0.
+ * Composition root of a worker process: builds the clients once, creates each role's stage
+ * (which may load resources of its own), starts one consumer per role, and on SIGTERM/SIGINT
+ * stops taking messages, finishes (or hands back) what it holds within SHUTDOWN_GRACE_MS, stops
+ * the stages and closes connections in reverse order, and exits 0.
  */
 export async function runWorkers(config: Config, roles: StageName[], opts: { prefetch?: number } = {}): Promise<void> {
-  const log = createLogger(config, { role: roles.length === STAGES.length ? 'worker:all' : `worker:${roles.join(',')}` });
+  const name = roles.length === STAGES.length ? 'worker:all' : `worker:${roles.join(',')}`;
+  const log = createLogger(config, { role: name });
   const faults = readTestFaults(process.env);
   for (const role of roles) {
     if (faults[role]?.exitOnStart) {
@@ -30,33 +31,47 @@ export async function runWorkers(config: Config, roles: StageName[], opts: { pre
     }
   }
 
-  const releasers = new Releasers(log);
-  const db = createDb(config, log, `photopipe-worker-${roles.join(',')}`);
-  releasers.add('postgres', () => db.end());
-  const redis = createRedis(config, log, `photopipe-worker-${roles.join(',')}`);
-  releasers.add('redis', async () => void (await redis.quit().catch(() => redis.disconnect())));
-  const storage = new Storage(config);
-  releasers.add('s3', async () => storage.close());
-  const broker = new Broker(config, buildTopology(config), log, `photopipe-worker-${roles.join(',')}`);
-  releasers.add('rabbitmq', () => broker.close());
-
-  const photos = new PhotoRepo(db);
-  const deps = { config, photos, frames: new FrameRepo(db), blobs: new BlobStore(redis, config.REDIS_KEY_PREFIX, config.BLOB_TTL_SECONDS), storage, broker };
-  const recorder = {
-    recordFailure: (msg: { photoId: string }, f: Parameters<PhotoRepo['recordFailure']>[1]) => photos.recordFailure(msg.photoId, f),
-    recordRetry: (msg: { photoId: string }) => photos.touchProgress(msg.photoId),
+  const res = new ProcessResources(config, log, `photopipe-worker-${roles.join(',')}`);
+  const shutdown = installShutdown(log, res.releasers);
+  const deps: StageDeps = {
+    config,
+    log,
+    db: res.db,
+    redis: res.redis,
+    blobs: res.blobs,
+    storage: res.storage,
+    broker: res.broker,
+    photos: photoRepos(res.db),
+    frames: new FrameRepo(res.db),
   };
+  const events = new StageEvents();
+  const recorder = {
+    recordFailure: (msg: { photoId: string }, f: Parameters<StageDeps['photos']['stages']['recordFailure']>[1]) => deps.photos.stages.recordFailure(msg.photoId, f),
+    recordRetry: (msg: { photoId: string }) => deps.photos.stages.touchProgress(msg.photoId),
+  };
+
+  // Every stage is created (indexes loaded, limiters connected) before any consumes.
+  const runtimes = new Map<StageName, StageRuntime>();
+  res.releasers.add('stages', async () => {
+    for (const [stage, rt] of runtimes) await rt.stop?.().catch((err: Error) => log.warn({ stage, err: err.message }, 'stage stop failed'));
+  });
+  for (const stage of roles) {
+    const started = Date.now();
+    runtimes.set(stage, await (await loadStageModule(stage)).create(deps));
+    log.debug({ stage, ms: Date.now() - started }, 'stage created');
+  }
 
   const consumers = roles.map(
     (stage) =>
       new StageConsumer({
         config,
-        broker,
-        redis,
+        broker: res.broker,
+        redis: res.redis,
         recorder,
         log,
         stage,
-        handler: withFault(STAGE_HANDLERS[stage](deps), faults[stage]),
+        events,
+        handler: withFault(stageRunner(deps, PIPELINE, stage, runtimes.get(stage) as StageRuntime), faults[stage]),
         prefetch: opts.prefetch,
         onAbandonedOverflow: (count) => {
           // Exiting is how the abandoned handlers' memory and CPU come back: a graceful stop hands
@@ -66,11 +81,9 @@ export async function runWorkers(config: Config, roles: StageName[], opts: { pre
         },
       }),
   );
-  releasers.add('consumers', async () => {
+  res.releasers.add('consumers', async () => {
     await Promise.all(consumers.map((c) => c.stop(config.SHUTDOWN_GRACE_MS)));
   });
-
-  const shutdown = installShutdown(log, releasers);
   for (const c of consumers) c.start();
-  log.info({ roles, queues: roles.map((r) => broker.topology.workQueue(r)) }, 'worker started');
+  log.info({ roles, queues: roles.map((r) => res.broker.topology.workQueue(r)) }, 'worker started');
 }

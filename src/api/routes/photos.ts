@@ -1,9 +1,8 @@
-import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { HttpError, ServiceUnavailableError } from '../../shared/errors.js';
-import { CONTENT_TYPES, sniffImageFormat } from '../../imaging/sniff.js';
-import type { PhotoStatus } from '../../db/photo-repo.js';
+import { HttpError, PermanentError, ServiceUnavailableError, UnavailableError } from '../../shared/errors.js';
+import { PHOTO_STATUSES } from '../../db/photos/photo-row.js';
+import { acceptPhoto, type RejectionCode } from '../../pipeline/accept-photo.js';
 import { sanitizeFilename } from '../filename.js';
 import { toPhotoView } from '../photo-view.js';
 import type { ApiDeps } from '../api-deps.js';
@@ -12,7 +11,7 @@ import type { Authenticator } from '../auth.js';
 const uuid = z.uuid();
 const listQuery = z.object({
   // `?status=` (empty) means any status, as an unset filter.
-  status: z.preprocess((v) => (v === '' ? undefined : v), z.enum(['queued', 'processing', 'complete', 'duplicate', 'failed']).optional()),
+  status: z.preprocess((v) => (v === '' ? undefined : v), z.enum(PHOTO_STATUSES).optional()),
   limit: z.coerce.number().int().min(1).max(200).default(50),
   cursor: z.string().max(200).optional(),
 });
@@ -68,8 +67,12 @@ function multipartError(err: unknown): HttpError {
   return new HttpError(400, 'invalid_multipart', `malformed multipart body: ${(err as Error).message}`);
 }
 
+/** acceptPhoto's refusals as HTTP statuses. */
+const REJECTION_STATUS: Record<RejectionCode, number> = { empty_body: 400, unsupported_media_type: 415, payload_too_large: 413 };
+
 export function registerPhotoRoutes(app: FastifyInstance, deps: ApiDeps, auth: Authenticator): void {
-  const { config, photos, blobs, broker } = deps;
+  const { config, photos } = deps;
+  const acceptDeps = { config, blobs: deps.blobs, intake: photos.intake, broker: deps.broker, log: deps.log, sheddingReason: () => deps.shedder.sheddingReason };
   const statusUrl = (req: FastifyRequest, id: string) => {
     const base = config.PUBLIC_BASE_URL ?? `${req.protocol}://${req.host}`;
     return `${base.replace(/\/$/, '')}/v1/photos/${id}`;
@@ -86,46 +89,24 @@ export function registerPhotoRoutes(app: FastifyInstance, deps: ApiDeps, auth: A
     const tenantId = await auth.tenantOf(req);
 
     const { bytes, filename } = await readUpload(req, config.UPLOAD_MAX_BYTES);
-    if (bytes.length === 0) throw new HttpError(400, 'empty_body', 'the upload is empty');
-    const format = sniffImageFormat(bytes.subarray(0, 64));
-    if (!format) throw new HttpError(415, 'unsupported_media_type', 'the bytes are not a supported image (JPEG, PNG, WebP, TIFF, GIF, AVIF, HEIC/HEIF)');
-
-    const id = randomUUID();
-    const message = { v: 1 as const, photoId: id, tenantId, rawKey: blobs.key(id, 'raw') };
-    // Order matters: bytes, then the row, then the message. A failure at any step undoes the
-    // earlier ones and answers 503, so a 202 always means "stored and queued".
+    let accepted;
     try {
-      await blobs.put(id, 'raw', bytes);
+      accepted = await acceptPhoto(acceptDeps, { tenantId, bytes, filename });
     } catch (err) {
-      req.log.warn({ err: (err as Error).message }, 'redis unavailable for upload');
-      throw new ServiceUnavailableError('storage for uploads is unavailable, try again shortly');
+      if (err instanceof PermanentError && err.code in REJECTION_STATUS) throw new HttpError(REJECTION_STATUS[err.code as RejectionCode], err.code, err.message);
+      if (err instanceof UnavailableError) throw new ServiceUnavailableError(err.message, err.retryAfterSeconds);
+      throw err;
     }
-    try {
-      await photos.insertQueued({ id, tenantId, originalName: filename, contentType: CONTENT_TYPES[format], bytes: bytes.length, format });
-    } catch (err) {
-      req.log.warn({ err: (err as Error).message }, 'postgres unavailable for upload');
-      await blobs.delete(id, ['raw']).catch(() => {});
-      throw new ServiceUnavailableError('database unavailable, try again shortly');
-    }
-    try {
-      await broker.publishToStage('ingest', message);
-    } catch (err) {
-      req.log.warn({ err: (err as Error).message }, 'rabbitmq unavailable for upload');
-      await photos.deleteQueued(id).catch(() => {});
-      await blobs.delete(id, ['raw']).catch(() => {});
-      throw new ServiceUnavailableError('queue unavailable, try again shortly');
-    }
-    const url = statusUrl(req, id);
-    req.log.info({ photoId: id, tenantId, bytes: bytes.length, format }, 'photo accepted');
-    return reply.code(202).header('location', url).send({ id, status: 'queued', statusUrl: url });
+    const url = statusUrl(req, accepted.id);
+    return reply.code(202).header('location', url).send({ id: accepted.id, status: accepted.status, statusUrl: url });
   });
 
   app.get<{ Params: { id: string } }>('/v1/photos/:id', async (req) => {
     const tenantId = await auth.tenantOf(req);
     if (!uuid.safeParse(req.params.id).success) throw new HttpError(404, 'not_found', 'no such photo');
-    const row = await photos.getForTenant(tenantId, req.params.id);
+    const row = await photos.reads.getForTenant(tenantId, req.params.id);
     if (!row) throw new HttpError(404, 'not_found', 'no such photo');
-    const variants = row.status === 'complete' || row.status === 'failed' || row.status === 'processing' ? await photos.variants(row.id) : [];
+    const variants = row.status === 'complete' || row.status === 'failed' || row.status === 'processing' ? await photos.variants.forPhoto(row.id) : [];
     return toPhotoView(row, variants, (k) => deps.storage.presignGet(k), statusUrl(req, row.id));
   });
 
@@ -134,8 +115,8 @@ export function registerPhotoRoutes(app: FastifyInstance, deps: ApiDeps, auth: A
     const parsed = listQuery.safeParse(req.query);
     if (!parsed.success) throw new HttpError(400, 'invalid_query', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
     const q = parsed.data;
-    const page = await photos.list(tenantId, { status: q.status as PhotoStatus | undefined, limit: q.limit, before: q.cursor ? decodeCursor(q.cursor) : undefined });
-    const variants = await photos.variantsFor(page.items.map((r) => r.id));
+    const page = await photos.reads.list(tenantId, { status: q.status, limit: q.limit, before: q.cursor ? decodeCursor(q.cursor) : undefined });
+    const variants = await photos.variants.forPhotos(page.items.map((r) => r.id));
     const items = await Promise.all(page.items.map((r) => toPhotoView(r, variants.get(r.id) ?? [], (k) => deps.storage.presignGet(k), statusUrl(req, r.id))));
     const nextCursor = page.next ? encodeCursor(page.next.createdAt, page.next.id) : null;
     return { items, nextCursor };

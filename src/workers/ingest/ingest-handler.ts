@@ -1,11 +1,10 @@
 import { webcrypto } from 'node:crypto';
 import { PermanentError } from '../../shared/errors.js';
-import { remainingMs, type StageHandler } from '../../queues/stage-consumer.js';
+import { remainingMs } from '../../queues/stage-consumer.js';
 import { sniffImageFormat } from '../../imaging/sniff.js';
 import { encodeWorkingCopy, readImageInfo } from '../../imaging/render.js';
 import { decodeHeic } from '../../imaging/heic.js';
-import { finishStage, loadForStage, STAGES_AFTER_INGEST } from '../flow.js';
-import type { WorkerDeps } from '../worker-deps.js';
+import { defineStage } from '../stage-module.js';
 
 /** SHA-256 off the event loop (WebCrypto runs it on the libuv thread pool). */
 async function sha256Hex(bytes: Buffer): Promise<string> {
@@ -14,45 +13,36 @@ async function sha256Hex(bytes: Buffer): Promise<string> {
 }
 
 /**
- * ingest: hash, dedupe against Postgres, file info, then fan out. HEVC-coded HEIC is decoded
- * here once into a working copy so frame and thumbnail do not each pay for the slow decoder.
+ * ingest: hash, dedupe against Postgres, file info. HEVC-coded HEIC is decoded here once into a
+ * working copy so frame and thumbnail do not each pay for the slow decoder.
  */
-export function ingestHandler(deps: WorkerDeps): StageHandler {
-  return async (msg, ctx) => {
-    const loaded = await loadForStage(deps, 'ingest', msg);
-    if (!loaded) return;
-    if (loaded.alreadyDone) {
-      await finishStage(deps, 'ingest', msg, ctx);
-      return;
-    }
-    const raw = await deps.blobs.getByKey(msg.rawKey, msg.photoId);
-    if (raw.length === 0) throw new PermanentError('empty_file', 'the upload is empty');
-    const sniffed = sniffImageFormat(raw.subarray(0, 64));
-    if (!sniffed) throw new PermanentError('unsupported_image', 'not a supported image format');
+export default defineStage({
+  create: (deps) => ({
+    async run({ msg, ctx }) {
+      const raw = await deps.blobs.get(msg.photoId, 'raw');
+      if (raw.length === 0) throw new PermanentError('empty_file', 'the upload is empty');
+      const sniffed = sniffImageFormat(raw.subarray(0, 64));
+      if (!sniffed) throw new PermanentError('unsupported_image', 'not a supported image format');
 
-    const renderOpts = { maxInputPixels: deps.config.MAX_INPUT_PIXELS, signal: ctx.signal, timeoutMs: remainingMs(ctx) };
-    const [sha256, info] = await Promise.all([sha256Hex(raw), readImageInfo(raw, renderOpts)]);
-    const pixels = info.width * info.height;
-    if (pixels > deps.config.MAX_INPUT_PIXELS) {
-      throw new PermanentError(
-        'image_too_large',
-        `image is ${info.width}x${info.height} (${(pixels / 1e6).toFixed(1)} MP), above the ${(deps.config.MAX_INPUT_PIXELS / 1e6).toFixed(1)} MP limit`,
-      );
-    }
-    const file = { format: info.format, width: info.width, height: info.height, bytes: raw.length, ...(info.needsHeicDecoder ? { workingCopy: true } : {}) };
-    const { duplicateOf } = await deps.photos.claimContent(msg.photoId, sha256, file);
-    if (duplicateOf) {
-      await deps.blobs.delete(msg.photoId, ['raw']);
-      ctx.log.info({ duplicateOf }, 'duplicate upload');
-      return;
-    }
-
-    if (info.needsHeicDecoder && !(await deps.blobs.exists(msg.photoId, 'work'))) {
-      const decoded = await decodeHeic(raw, ctx.signal);
-      await deps.blobs.put(msg.photoId, 'work', await encodeWorkingCopy(decoded, renderOpts));
-    }
-
-    const initStages = Object.fromEntries(STAGES_AFTER_INGEST.map((s) => [s, 'pending' as const]));
-    await finishStage(deps, 'ingest', msg, ctx, { initStages });
-  };
-}
+      const renderOpts = { maxInputPixels: deps.config.MAX_INPUT_PIXELS, signal: ctx.signal, timeoutMs: remainingMs(ctx) };
+      const [sha256, info] = await Promise.all([sha256Hex(raw), readImageInfo(raw, renderOpts)]);
+      const pixels = info.width * info.height;
+      if (pixels > deps.config.MAX_INPUT_PIXELS) {
+        throw new PermanentError(
+          'image_too_large',
+          `image is ${info.width}x${info.height} (${(pixels / 1e6).toFixed(1)} MP), above the ${(deps.config.MAX_INPUT_PIXELS / 1e6).toFixed(1)} MP limit`,
+        );
+      }
+      const file = { format: info.format, width: info.width, height: info.height, bytes: raw.length, ...(info.needsHeicDecoder ? { workingCopy: true } : {}) };
+      const { duplicateOf } = await deps.photos.claims.claim(msg.photoId, sha256, file);
+      if (duplicateOf) {
+        ctx.log.info({ duplicateOf }, 'content already owned by another photo');
+        return { final: 'duplicate' };
+      }
+      if (info.needsHeicDecoder && !(await deps.blobs.exists(msg.photoId, 'work'))) {
+        const decoded = await decodeHeic(raw, ctx.signal);
+        await deps.blobs.put(msg.photoId, 'work', await encodeWorkingCopy(decoded, renderOpts));
+      }
+    },
+  }),
+});

@@ -1,10 +1,8 @@
 import sharp from 'sharp';
 import { PermanentError } from '../../shared/errors.js';
-import type { StageHandler } from '../../queues/stage-consumer.js';
 import { CONTENT_TYPES, EXTENSIONS, sniffImageFormat } from '../../imaging/sniff.js';
-import type { VariantRow } from '../../db/photo-repo.js';
-import { finishStage, loadForStage } from '../flow.js';
-import type { WorkerDeps } from '../worker-deps.js';
+import type { VariantRow } from '../../db/photos/variant-repo.js';
+import { defineStage } from '../stage-module.js';
 
 const PUBLIC_CACHE = 'public, max-age=31536000, immutable';
 
@@ -17,14 +15,11 @@ export function objectKey(tenantId: string, photoId: string, name: string): stri
  * upload: the original (private, bytes untouched, metadata intact) and the two renditions
  * (public, encoded without metadata so GPS cannot leak) to S3, then one row per variant.
  */
-export function uploadHandler(deps: WorkerDeps): StageHandler {
-  return async (msg, ctx) => {
-    const loaded = await loadForStage(deps, 'upload', msg);
-    if (!loaded) return;
-    if (!loaded.alreadyDone) {
-      const { photo } = loaded;
+export default defineStage({
+  create: (deps) => ({
+    async run({ msg, photo, ctx }) {
       const [raw, framed, thumbnail] = await Promise.all([
-        deps.blobs.getByKey(msg.rawKey, msg.photoId),
+        deps.blobs.get(msg.photoId, 'raw'),
         deps.blobs.get(msg.photoId, 'framed'),
         deps.blobs.get(msg.photoId, 'thumbnail'),
       ]);
@@ -74,14 +69,10 @@ export function uploadHandler(deps: WorkerDeps): StageHandler {
           ),
         ),
       );
-      await deps.photos.upsertVariants(
+      await deps.photos.variants.upsert(
         msg.photoId,
         variants.map(({ body: _b, visibility, ...v }) => ({ ...v, url: visibility === 'public' ? deps.storage.publicUrl(v.s3Key) : null })),
       );
-    }
-    const { justCompleted } = await finishStage(deps, 'upload', msg, ctx);
-    // The renditions are in S3 now; the photo may still wait for exif or geocode, so free them
-    // early (on completion finishStage has dropped every blob already).
-    if (!justCompleted) await deps.blobs.delete(msg.photoId, ['framed', 'thumbnail']);
-  };
-}
+    },
+  }),
+});

@@ -1,0 +1,185 @@
+import type { Db } from '../../shared/db.js';
+import type { PipelineGraph } from '../../pipeline/graph.js';
+import type { StageName } from '../../pipeline/photo-pipeline.js';
+import { isUniqueViolation, OWNS_CONTENT, photoColumns, toPhotoRow, type FileInfo, type PhotoDbRow, type PhotoRow, type PhotoStatus, type Stages, type StageState } from './photo-row.js';
+import { assignments, type StageColumns } from './stage-columns.js';
+
+/** What a stage needs to know about its photo before working: little, so it is cheap to read. */
+export interface StageView {
+  tenantId: string;
+  status: PhotoStatus;
+  stages: Stages;
+  file: FileInfo | null;
+  gps: { lat: number; lon: number } | null;
+}
+
+interface StageViewDbRow {
+  tenant_id: string;
+  status: PhotoStatus;
+  stages: Stages | null;
+  file: FileInfo | null;
+  gps_lat: number | null;
+  gps_lon: number | null;
+}
+
+export interface StageCommit {
+  /** The stage's own new state (done, or skipped when its condition was false). */
+  state?: 'done' | 'skipped';
+  /** Later stages this commit already knows will run: recorded as pending unless already recorded. */
+  pending?: readonly StageName[];
+  /** Later stages this commit already knows to be skipped (their condition is false). */
+  skip?: readonly StageName[];
+  /** The columns the stage produced. */
+  columns?: StageColumns;
+}
+
+export interface StageCompletion {
+  row: PhotoRow;
+  /** True for exactly one caller: the one whose update made the photo complete. */
+  justCompleted: boolean;
+}
+
+export interface StageFailure {
+  stage: StageName;
+  reason: string;
+  code: string;
+  errorClass: string;
+  attempts: number;
+}
+
+/**
+ * The per-photo stage state machine: every write is a single idempotent statement, and the rule
+ * "complete when every stage of the graph is done or skipped" comes from the graph.
+ */
+export class StageStateRepo {
+  private readonly allStages: string[];
+
+  constructor(
+    private readonly db: Db,
+    graph: PipelineGraph<StageName>,
+  ) {
+    this.allStages = [...graph.stages];
+  }
+
+  async stageView(id: string): Promise<StageView | null> {
+    const { rows } = await this.db.query<StageViewDbRow>(`SELECT tenant_id, status, stages, file, gps_lat, gps_lon FROM photos WHERE id = $1`, [id]);
+    const r = rows[0];
+    if (!r) return null;
+    return { tenantId: r.tenant_id, status: r.status, stages: r.stages ?? {}, file: r.file, gps: r.gps_lat === null || r.gps_lon === null ? null : { lat: r.gps_lat, lon: r.gps_lon } };
+  }
+
+  /**
+   * Marks a stage done (or skipped) with the columns it produced and, in the same statement,
+   * completes the photo when every stage is finished. Row locking makes concurrent finishers see
+   * each other's writes, so exactly one of them observes the transition to complete.
+   */
+  async completeStage(id: string, stage: StageName, c: StageCommit = {}): Promise<StageCompletion | null> {
+    const init: Partial<Record<StageName, StageState>> = {};
+    for (const s of c.pending ?? []) init[s] = 'pending';
+    const set: Partial<Record<StageName, StageState>> = {};
+    for (const s of c.skip ?? []) set[s] = 'skipped';
+    set[stage] = c.state ?? 'done';
+    return this.commit(id, init, set, c.columns);
+  }
+
+  /** Records stages as skipped (a condition found false after a concurrent commit made them ready). */
+  async markSkipped(id: string, stages: readonly StageName[]): Promise<StageCompletion | null> {
+    return this.commit(id, {}, Object.fromEntries(stages.map((s) => [s, 'skipped'])), undefined);
+  }
+
+  /** `init` fills states not recorded yet, `set` overwrites. */
+  private async commit(
+    id: string,
+    init: Partial<Record<StageName, StageState>>,
+    set: Partial<Record<StageName, StageState>>,
+    columns: StageColumns | undefined,
+  ): Promise<StageCompletion | null> {
+    const params: unknown[] = [id, JSON.stringify(set), this.allStages, JSON.stringify(init)];
+    const extra = assignments(columns, params);
+    // The locking read in `old` waits for a concurrent finisher and then sees its committed
+    // stages (a plain read in the same statement would see the older snapshot and lose its write).
+    const { rows } = await this.db.query<PhotoDbRow & { just_completed: boolean }>(
+      `WITH old AS (SELECT id, status, stages FROM photos WHERE id = $1 FOR UPDATE),
+       merged AS (SELECT id, status AS old_status, ($4::jsonb || stages || $2::jsonb) AS stages FROM old),
+       fin AS (
+         SELECT id, old_status, stages,
+           (old_status = 'processing' AND NOT EXISTS (
+              SELECT 1 FROM unnest($3::text[]) AS s(name) WHERE COALESCE(merged.stages ->> s.name, 'pending') NOT IN ('done', 'skipped'))) AS completes
+         FROM merged)
+       UPDATE photos p SET
+         stages = fin.stages,
+         status = CASE WHEN fin.completes THEN 'complete' ELSE fin.old_status END,
+         completed_at = CASE WHEN fin.completes THEN now() ELSE p.completed_at END,
+         ${extra.map((a) => `${a},`).join('\n         ')}
+         updated_at = now(), progressed_at = now()
+       FROM fin
+       WHERE p.id = fin.id
+       RETURNING ${photoColumns('p')}, fin.completes AS just_completed`,
+      params,
+    );
+    const r = rows[0];
+    if (!r) return null;
+    return { row: toPhotoRow(r), justCompleted: r.just_completed };
+  }
+
+  /**
+   * Terminal failure of a stage. A failure that arrives after the stage succeeded (a duplicate
+   * delivery, a handler abandoned at its deadline that finished anyway) or after the photo reached
+   * complete/duplicate changes nothing and is reported as moot: the photo's outcome stands.
+   */
+  async recordFailure(id: string, f: StageFailure): Promise<'recorded' | 'moot' | 'missing'> {
+    const { rowCount } = await this.db.query(
+      `UPDATE photos SET status = 'failed',
+         error = jsonb_build_object('stage', $2::text, 'reason', $3::text, 'code', $4::text, 'errorClass', $5::text, 'attempts', $6::int),
+         stages = stages || jsonb_build_object($2::text, 'failed'),
+         updated_at = now(), progressed_at = now()
+       WHERE id = $1 AND status NOT IN ('complete', 'duplicate') AND COALESCE(stages ->> $2, 'pending') <> 'done'`,
+      [id, f.stage, f.reason, f.code, f.errorClass, f.attempts],
+    );
+    if (rowCount === 1) return 'recorded';
+    const { rows } = await this.db.query(`SELECT 1 FROM photos WHERE id = $1`, [id]);
+    return rows.length > 0 ? 'moot' : 'missing';
+  }
+
+  /**
+   * Before a dead letter is replayed: the stage is pending again, and the photo processing unless
+   * another stage is still failed (then it stays failed until that one is replayed too, so it never
+   * sits in processing waiting for a stage nobody runs). If the same content was uploaded again and
+   * processed meanwhile, the failed photo cannot own it any more: it becomes a duplicate of the new
+   * one instead, and the replayed message finds no work.
+   */
+  async reopenStage(id: string, stage: StageName): Promise<'reopened' | 'duplicate' | 'not_reopened'> {
+    try {
+      const { rowCount } = await this.db.query(
+        `UPDATE photos SET
+           stages = stages || jsonb_build_object($2::text, 'pending'),
+           status = CASE WHEN others.failed IS NULL THEN 'processing' ELSE 'failed' END,
+           error = CASE WHEN others.failed IS NULL THEN NULL
+                        WHEN error ->> 'stage' = $2 THEN jsonb_build_object('stage', others.failed, 'reason', 'still failed: replay its dead letter too')
+                        ELSE error END,
+           updated_at = now(), progressed_at = now()
+         FROM (SELECT (SELECT s.key FROM photos p, jsonb_each_text(p.stages) s
+                       WHERE p.id = $1 AND s.key <> $2 AND s.value = 'failed' ORDER BY s.key LIMIT 1) AS failed) others
+         WHERE id = $1 AND status IN ('failed', 'processing', 'queued') AND COALESCE(stages ->> $2, 'pending') <> 'done'`,
+        [id, stage],
+      );
+      return rowCount === 1 ? 'reopened' : 'not_reopened';
+    } catch (err) {
+      if (!isUniqueViolation(err)) throw err; // the content has a new owner
+    }
+    const { rowCount } = await this.db.query(
+      `UPDATE photos SET status = 'duplicate', duplicate_of = owner.id, error = NULL,
+         completed_at = now(), updated_at = now(), progressed_at = now()
+       FROM (SELECT p.id FROM photos p, photos me
+             WHERE me.id = $1 AND p.tenant_id = me.tenant_id AND p.sha256 = me.sha256 AND p.id <> me.id AND ${OWNS_CONTENT} LIMIT 1) owner
+       WHERE photos.id = $1`,
+      [id],
+    );
+    return rowCount === 1 ? 'duplicate' : 'not_reopened';
+  }
+
+  /** A retry was scheduled or the reconciler republished the photo: the next stale check waits a full threshold again. */
+  async touchProgress(id: string): Promise<void> {
+    await this.db.query(`UPDATE photos SET progressed_at = now() WHERE id = $1 AND status IN ('queued', 'processing')`, [id]);
+  }
+}

@@ -1,0 +1,82 @@
+import { randomUUID } from 'node:crypto';
+import type { Config } from '../shared/config.js';
+import type { Logger } from '../shared/logger.js';
+import type { BlobStore } from '../shared/blob-store.js';
+import { PermanentError, UnavailableError } from '../shared/errors.js';
+import { CONTENT_TYPES, SNIFF_BYTES, sniffImageFormat, type ImageFormat } from '../imaging/sniff.js';
+import type { Broker } from '../queues/broker.js';
+import type { StageMessage } from '../queues/messages.js';
+import type { PhotoIntakeRepo } from '../db/photos/photo-intake-repo.js';
+import { PIPELINE } from './photo-pipeline.js';
+
+export interface AcceptDeps {
+  config: Pick<Config, 'UPLOAD_MAX_BYTES'>;
+  blobs: BlobStore;
+  intake: PhotoIntakeRepo;
+  broker: Broker;
+  log: Logger;
+  /** Admission control (load shedding): why new photos are refused right now, or null. */
+  sheddingReason?: () => string | null;
+}
+
+export interface AcceptRequest {
+  tenantId: string;
+  bytes: Buffer;
+  /** A display name only (already cleaned by the caller), never a path. */
+  filename: string | null;
+}
+
+export interface AcceptedPhoto {
+  id: string;
+  status: 'queued';
+  format: ImageFormat;
+  bytes: number;
+}
+
+/** Why a photo was refused: the caller's input, so retrying the same input cannot help. */
+export type RejectionCode = 'empty_body' | 'unsupported_media_type' | 'payload_too_large';
+
+export const SUPPORTED_FORMATS_TEXT = 'JPEG, PNG, WebP, TIFF, GIF, AVIF, HEIC/HEIF';
+
+/**
+ * The one way a photo enters the pipeline, whatever brought its bytes (an upload, a folder
+ * ingest, a batch download): checks (size, magic bytes), then bytes -> row -> confirmed message.
+ * A failure at any step undoes the earlier ones and throws UnavailableError, so success always
+ * means "stored, recorded and queued" and a failure leaves nothing behind. Knows nothing of HTTP.
+ */
+export async function acceptPhoto(deps: AcceptDeps, req: AcceptRequest): Promise<AcceptedPhoto> {
+  const shedding = deps.sheddingReason?.();
+  if (shedding) throw new UnavailableError('overloaded', `overloaded, try again later (${shedding})`, 10);
+  if (req.bytes.length === 0) throw new PermanentError('empty_body' satisfies RejectionCode, 'the upload is empty');
+  if (req.bytes.length > deps.config.UPLOAD_MAX_BYTES) {
+    throw new PermanentError('payload_too_large' satisfies RejectionCode, `the photo is larger than the upload limit (${deps.config.UPLOAD_MAX_BYTES} bytes)`);
+  }
+  const format = sniffImageFormat(req.bytes.subarray(0, SNIFF_BYTES));
+  if (!format) throw new PermanentError('unsupported_media_type' satisfies RejectionCode, `the bytes are not a supported image (${SUPPORTED_FORMATS_TEXT})`);
+
+  const id = randomUUID();
+  const message: StageMessage = { v: 1, photoId: id, tenantId: req.tenantId, rawKey: deps.blobs.key(id, 'raw') };
+  try {
+    await deps.blobs.put(id, 'raw', req.bytes);
+  } catch (err) {
+    deps.log.warn({ err: (err as Error).message }, 'redis unavailable for a new photo');
+    throw new UnavailableError('redis_unavailable', 'storage for uploads is unavailable, try again shortly', 5, { cause: err });
+  }
+  try {
+    await deps.intake.insertQueued({ id, tenantId: req.tenantId, originalName: req.filename, contentType: CONTENT_TYPES[format], bytes: req.bytes.length, format });
+  } catch (err) {
+    deps.log.warn({ err: (err as Error).message }, 'postgres unavailable for a new photo');
+    await deps.blobs.delete(id, ['raw']).catch(() => {});
+    throw new UnavailableError('postgres_unavailable', 'database unavailable, try again shortly', 5, { cause: err });
+  }
+  try {
+    await deps.broker.publishToStage(PIPELINE.entry, message);
+  } catch (err) {
+    deps.log.warn({ err: (err as Error).message }, 'rabbitmq unavailable for a new photo');
+    await deps.intake.deleteQueued(id).catch(() => {});
+    await deps.blobs.delete(id, ['raw']).catch(() => {});
+    throw new UnavailableError('amqp_unavailable', 'queue unavailable, try again shortly', 5, { cause: err });
+  }
+  deps.log.info({ photoId: id, tenantId: req.tenantId, bytes: req.bytes.length, format }, 'photo accepted');
+  return { id, status: 'queued', format, bytes: req.bytes.length };
+}

@@ -1,0 +1,29 @@
+import { STAGES, longestRetryDelayMs, type Config } from '../shared/config.js';
+import { createLogger } from '../shared/logger.js';
+import { installShutdown } from '../shared/lifecycle.js';
+import { ProcessResources } from '../shared/process-resources.js';
+import { photoRepos } from '../db/photos/index.js';
+import { startReconcilerLoop } from './reconciler.js';
+
+/** Composition root of the reconciler process: one pass per interval across the fleet (Redis lock). */
+export function runReconciler(config: Config): void {
+  const log = createLogger(config, { role: 'reconciler' });
+  const res = new ProcessResources(config, log, 'photopipe-reconciler');
+  const photos = photoRepos(res.db);
+  const loop = startReconcilerLoop(
+    { stale: photos.stale, stages: photos.stages, broker: res.broker, blobs: res.blobs, log, redis: res.redis, lockKey: `${config.REDIS_KEY_PREFIX}reconciler:lock` },
+    { intervalMs: config.RECONCILE_INTERVAL_MS, staleMs: config.RECONCILE_STALE_MS },
+  );
+  res.releasers.add('loop', async () => loop.stop());
+  installShutdown(log, res.releasers);
+  // A healthy photo goes without progress for at most one handler run (up to its time limit)
+  // plus one wait in a delay queue; a threshold below that republishes photos that are fine.
+  const quietMs = longestRetryDelayMs(config) + Math.max(...STAGES.map((s) => config.stage(s).timeoutMs));
+  if (config.RECONCILE_STALE_MS <= quietMs) {
+    log.warn(
+      { staleMs: config.RECONCILE_STALE_MS, longestRetryDelayMs: longestRetryDelayMs(config), longestStageTimeoutMs: quietMs - longestRetryDelayMs(config) },
+      'RECONCILE_STALE_MS is not above the longest retry delay plus the longest stage time limit: photos that are only waiting or working will be republished (harmless, stages are idempotent, but wasted work)',
+    );
+  }
+  log.info({ intervalMs: config.RECONCILE_INTERVAL_MS, staleMs: config.RECONCILE_STALE_MS }, 'reconciler started');
+}
