@@ -13,4 +13,17 @@ export default tseslint.config(
       'no-console': 'off',
     },
   },
+  {
+    // The data layer is where untyped rows would enter: every query names its row type, and no
+    // `any` leaves it (type-aware rules, so only where they pay for their cost).
+    files: ['src/db/**/*.ts', 'src/pipeline/**/*.ts', 'src/workers/**/*.ts', 'src/queues/**/*.ts'],
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-unsafe-assignment': 'error',
+      '@typescript-eslint/no-unsafe-member-access': 'error',
+      '@typescript-eslint/no-unsafe-call': 'error',
+      '@typescript-eslint/no-unsafe-return': 'error',
+      '@typescript-eslint/no-unsafe-argument': 'error',
+    },
+  },
 );

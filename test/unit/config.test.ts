@@ -1,0 +1,47 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { ConfigError, loadConfig, longestRetryDelayMs } from '../../src/shared/config.js';
+import { PIPELINE, STAGES } from '../../src/pipeline/photo-pipeline.js';
+
+describe('configuration', () => {
+  it('has working defaults for a development machine', () => {
+    const c = loadConfig({});
+    assert.equal(c.PORT, 8080);
+    assert.equal(c.QUEUE_TYPE, 'quorum');
+    assert.deepEqual(c.RETRY_DELAYS_MS, [1_000, 5_000, 30_000, 120_000, 600_000]);
+    assert.ok(Object.isFrozen(c));
+  });
+
+  it('takes per-stage defaults from the pipeline declaration, and overrides per stage', () => {
+    const c = loadConfig({ STAGE_PREFETCH: 'frame=5', STAGE_TIMEOUT_MS: 'upload=1234', MAX_ATTEMPTS: '3', STAGE_MAX_ATTEMPTS: 'upload=9' });
+    for (const s of STAGES) {
+      assert.equal(c.stage(s).prefetch, s === 'frame' ? 5 : PIPELINE.spec[s].defaults.prefetch, s);
+      assert.equal(c.stage(s).timeoutMs, s === 'upload' ? 1234 : PIPELINE.spec[s].defaults.timeoutMs, s);
+      assert.equal(c.stage(s).maxAttempts, s === 'upload' ? 9 : 3, s);
+    }
+  });
+
+  it('treats an empty variable as unset', () => {
+    assert.equal(loadConfig({ PORT: '', QUEUE_TYPE: '' }).PORT, 8080);
+  });
+
+  it('names the variable when a value is bad', () => {
+    const cases: [Record<string, string>, RegExp][] = [
+      [{ PORT: 'eighty' }, /PORT/],
+      [{ STAGE_PREFETCH: 'frame=2,resize=4' }, /STAGE_PREFETCH: bad entry "resize=4"/],
+      [{ STAGE_PREFETCH: 'frame=0' }, /STAGE_PREFETCH/],
+      [{ QUEUE_TYPE: 'stream' }, /QUEUE_TYPE/],
+      [{ ADMIN_API_KEY: 'short' }, /ADMIN_API_KEY/],
+      [{ RETRY_DELAYS_MS: '1000,-5' }, /RETRY_DELAYS_MS/],
+      [{ RETRY_JITTER: '2' }, /RETRY_JITTER/],
+      [{ S3_OBJECT_ACLS: 'maybe' }, /S3_OBJECT_ACLS/],
+    ];
+    for (const [env, re] of cases) {
+      assert.throws(() => loadConfig(env), (err: unknown) => err instanceof ConfigError && re.test(err.message), JSON.stringify(env));
+    }
+  });
+
+  it('computes the longest retry wait with jitter', () => {
+    assert.equal(longestRetryDelayMs({ RETRY_DELAYS_MS: [1_000, 600_000], RETRY_JITTER: 0.2 }), 720_000);
+  });
+});
