@@ -17,6 +17,8 @@ export interface StageContext {
   deadlineAt: number;
   attempt: number;
   maxAttempts: number;
+  /** Times this message was deferred before (DeferError): not attempts. */
+  deferrals: number;
 }
 
 /** Milliseconds left before the handler's deadline (at least 1, so a timeout option stays valid). */
@@ -175,7 +177,7 @@ export class StageConsumer {
 
     try {
       const deadlineAt = Date.now() + this.settings.timeoutMs;
-      await this.runWithDeadline(entry, message, { log, signal: entry.abort.signal, deadlineAt, attempt, maxAttempts: this.settings.maxAttempts });
+      await this.runWithDeadline(entry, message, { log, signal: entry.abort.signal, deadlineAt, attempt, maxAttempts: this.settings.maxAttempts, deferrals: positiveInt(headers[H.deferrals]) ?? 0 });
       this.settle(entry, 'ack');
       const durationMs = Date.now() - started;
       log.info({ durationMs }, 'stage done');
@@ -240,7 +242,9 @@ export class StageConsumer {
       }, timeoutMs);
     });
     let running = true;
-    const work = this.deps.handler(message, ctx).finally(() => {
+    // Called inside an async function so that a handler throwing synchronously still settles
+    // `work` (and the deadline timer is cleared) instead of escaping with the timer armed.
+    const work = (async () => this.deps.handler(message, ctx))().finally(() => {
       running = false;
     });
     work.catch(() => {}); // if the deadline wins, a later rejection of the abandoned handler is expected

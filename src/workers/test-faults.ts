@@ -1,7 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { z } from 'zod';
 import { STAGES, type StageName } from '../shared/config.js';
-import { RetryableError } from '../shared/errors.js';
+import { DeferError, RetryableError } from '../shared/errors.js';
 import type { StageHandler } from '../queues/stage-consumer.js';
 
 /**
@@ -14,6 +14,7 @@ import type { StageHandler } from '../queues/stage-consumer.js';
  *   {"frame": {"slowMs": 60000}}  waits that long before working, and gives up when its AbortSignal fires
  *   {"thumbnail": {"crash": true}} kills its own process (SIGKILL, as the OOM killer would) on a message
  *   {"exif": {"exitOnStart": true}} the role's process exits with code 3 at start-up
+ *   {"geocode": {"deferTimes": 3, "deferMs": 200}}  defers (DeferError) the first 3 deliveries of each message
  */
 const faultSchema = z.object({
   failFirst: z.number().int().min(0).optional(),
@@ -22,6 +23,8 @@ const faultSchema = z.object({
   slowMs: z.number().int().min(0).optional(),
   crash: z.boolean().optional(),
   exitOnStart: z.boolean().optional(),
+  deferTimes: z.number().int().min(0).optional(),
+  deferMs: z.number().int().min(1).optional(),
   /** Limits the fault to one tenant's messages, so other photos in flight show what it does not block. */
   tenant: z.string().optional(),
 });
@@ -42,6 +45,7 @@ export function withFault(handler: StageHandler, fault: StageFault | undefined):
     if (fault.crash) process.kill(process.pid, 'SIGKILL');
     if (fault.hang) return new Promise<void>(() => {});
     if (fault.slowMs !== undefined) await delay(fault.slowMs, undefined, { signal: ctx.signal });
+    if (fault.deferTimes !== undefined && ctx.deferrals < fault.deferTimes) throw new DeferError(fault.deferMs ?? 1_000, 'injected deferral');
     if (fault.always) throw new RetryableError('injected_fault', 'injected failure (always)');
     if (fault.failFirst !== undefined && ctx.attempt <= fault.failFirst) {
       throw new RetryableError('injected_fault', `injected failure on attempt ${ctx.attempt}`);
