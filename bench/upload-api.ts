@@ -131,7 +131,6 @@ async function ceilingRun(stack: Stack, body: Buffer, o: { concurrency: number; 
   const redis = new Redis(stack.config.REDIS_URL, { maxRetriesPerRequest: 1 });
   try {
     await redis.ping();
-    const ttl = stack.config.BLOB_TTL_SECONDS;
     const latencies: number[] = [];
     let n = 0;
     const meter = await meterFor(stack, false);
@@ -143,7 +142,7 @@ async function ceilingRun(stack: Stack, body: Buffer, o: { concurrency: number; 
         while (performance.now() < deadline) {
           const key = `${stack.config.REDIS_KEY_PREFIX}bench:ceiling:${slot}:${i++}`;
           const s = performance.now();
-          await redis.set(key, body, 'EX', ttl); // the same command BlobStore.put sends
+          await redis.set(key, body); // the same command BlobStore.put sends
           latencies.push(performance.now() - s);
           n++;
           void cleaner.unlink(key).catch(() => {});
@@ -160,7 +159,7 @@ async function ceilingRun(stack: Stack, body: Buffer, o: { concurrency: number; 
 export async function runUploadApi(stack: Stack, corpus: Corpus, o: { concurrency: number; durationSec: number; reps: number; log: (s: string) => void }): Promise<ApiResult> {
   if (!stack.api) throw new Error('the stack has no API process');
   const cleaner = new Redis(stack.config.REDIS_URL, { maxRetriesPerRequest: 1 });
-  const blobs = new BlobStore(cleaner, stack.config.REDIS_KEY_PREFIX, stack.config.BLOB_TTL_SECONDS);
+  const blobs = new BlobStore(cleaner, stack.config.REDIS_KEY_PREFIX);
   const bodies = SIZES.map((s) => {
     const fixture = corpus.photos.find((p) => p.file === s.fixture) ?? corpus.photos[0]!;
     return { ...s, body: paddedJpeg(fixture.bytes, s.bytes) };
@@ -268,7 +267,7 @@ async function runComponents(stack: Stack, body: Buffer, o: { concurrency: numbe
   const broker = new Broker(config, buildTopology(config), log, 'photopipe-bench');
   const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1 });
   const cleaner = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1 });
-  const blobs = new BlobStore(redis, config.REDIS_KEY_PREFIX, config.BLOB_TTL_SECONDS);
+  const blobs = new BlobStore(redis, config.REDIS_KEY_PREFIX);
   try {
     await broker.waitReady();
     const d = Math.max(1, Math.min(o.durationSec, 3));

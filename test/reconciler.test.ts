@@ -131,7 +131,7 @@ describe('stuck-work reconciler', () => {
     try {
       await broker.waitReady();
       const repos = photoRepos(stack.db);
-      const deps = { stale: repos.stale, stages: repos.stages, broker, blobs: new BlobStore(stack.redis, stack.config.REDIS_KEY_PREFIX, 60), log };
+      const deps = { stale: repos.stale, stages: repos.stages, broker, blobs: new BlobStore(stack.redis, stack.config.REDIS_KEY_PREFIX), log };
       const paged = await reconcileOnce(deps, { staleMs: 1000, dryRun: true, pageSize: 1 });
       assert.equal(paged.examined, 2);
       assert.deepEqual(paged.republished.sort(byId), dry.republished.sort(byId));

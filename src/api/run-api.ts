@@ -2,7 +2,7 @@ import type { Config } from '../shared/config.js';
 import { createLogger } from '../shared/logger.js';
 import { installShutdown } from '../shared/lifecycle.js';
 import { ProcessResources } from '../shared/process-resources.js';
-import { DlqService, dlqBrowseLock } from '../queues/dlq-service.js';
+import { dlqServiceFor } from '../pipeline/replay.js';
 import { photoRepos } from '../db/photos/index.js';
 import { ApiKeyRepo } from '../db/api-key-repo.js';
 import { FrameRepo } from '../db/frame-repo.js';
@@ -30,7 +30,7 @@ export async function runApi(config: Config): Promise<void> {
     apiKeys: new ApiKeyRepo(db),
     frames: new FrameRepo(db),
     shedder,
-    dlq: new DlqService(broker, async (photoId, stage) => void (await photos.stages.reopenStage(photoId, stage)), dlqBrowseLock(config, redis)),
+    dlq: dlqServiceFor(res, photos.stages),
   });
   res.releasers.add('http', async () => {
     // In-flight uploads get the grace period to finish; after it, whatever still holds a

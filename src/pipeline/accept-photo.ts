@@ -55,7 +55,7 @@ export async function acceptPhoto(deps: AcceptDeps, req: AcceptRequest): Promise
   if (!format) throw new PermanentError('unsupported_media_type' satisfies RejectionCode, `the bytes are not a supported image (${SUPPORTED_FORMATS_TEXT})`);
 
   const id = randomUUID();
-  const message: StageMessage = { v: 1, photoId: id, tenantId: req.tenantId, rawKey: deps.blobs.key(id, 'raw') };
+  const message: StageMessage = { v: 1, photoId: id, tenantId: req.tenantId };
   try {
     await deps.blobs.put(id, 'raw', req.bytes);
   } catch (err) {

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { STAGES, type Config, type StageName } from '../shared/config.js';
 import { withRedisLock } from '../shared/redis-lock.js';
 import type { Broker } from './broker.js';
-import { decodeMessage, H, messageIdOf } from './messages.js';
+import { decodeMessage, H, messageIdOf, type StageMessage } from './messages.js';
 
 export interface DlqEntry {
   id: string;
@@ -26,8 +26,11 @@ export interface ReplayResult {
   skipped: { id: string; reason: string }[];
 }
 
-/** Called before a dead letter goes back to its stage: the photo is marked processing again. */
-export type ReopenPhoto = (photoId: string, stage: StageName) => Promise<void>;
+/**
+ * Called before a dead letter goes back to its stage: the photo is marked processing again. Returns
+ * why the letter cannot be replayed (it stays in the DLQ), or null.
+ */
+export type ReopenPhoto = (msg: StageMessage, stage: StageName) => Promise<string | null>;
 
 /**
  * Runs one browse at a time across every process (the API's admin routes, the CLI). A browse takes
@@ -118,7 +121,11 @@ export class DlqService {
           result.skipped.push({ id, reason: decoded.reason });
           return 'continue';
         }
-        await this.reopen(decoded.message.photoId, stage);
+        const refused = await this.reopen(decoded.message, stage);
+        if (refused) {
+          result.skipped.push({ id, reason: refused });
+          return 'continue';
+        }
         await this.broker.publishRaw(this.broker.topology.workExchange, entry.originalRoutingKey, msg.content, {
           headers: { 'x-replayed-from': id, 'x-replayed-at': new Date().toISOString() },
         });

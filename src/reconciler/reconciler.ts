@@ -8,6 +8,7 @@ import type { KeysetPosition } from '../db/photos/photo-row.js';
 import { waitingStages } from '../pipeline/graph.js';
 import { PIPELINE } from '../pipeline/photo-pipeline.js';
 import type { BlobStore } from '../shared/blob-store.js';
+import type { BlobSweeper } from './blob-sweeper.js';
 
 export interface ReconcileReport {
   examined: number;
@@ -69,7 +70,7 @@ export async function reconcileOnce(deps: ReconcilerDeps, opts: { staleMs: numbe
       if (ready.length === 0) continue;
       report.republished.push({ photoId: photo.id, stages: ready });
       if (opts.dryRun) continue;
-      const msg = { v: 1 as const, photoId: photo.id, tenantId: photo.tenantId, rawKey: deps.blobs.key(photo.id, 'raw') };
+      const msg = { v: 1 as const, photoId: photo.id, tenantId: photo.tenantId };
       for (const stage of ready) await deps.broker.publishToStage(stage, msg, { 'x-republished-by': 'reconciler' });
       await deps.stages.touchProgress(photo.id);
     }
@@ -85,7 +86,7 @@ export async function reconcileOnce(deps: ReconcilerDeps, opts: { staleMs: numbe
  * one of them do each pass across the fleet.
  */
 export function startReconcilerLoop(
-  deps: ReconcilerDeps & { redis: Redis; lockKey: string },
+  deps: ReconcilerDeps & { redis: Redis; lockKey: string; sweeper?: BlobSweeper },
   opts: { intervalMs: number; staleMs: number },
 ): { stop: () => Promise<void> } {
   let timer: NodeJS.Timeout | null = null;
@@ -97,8 +98,10 @@ export function startReconcilerLoop(
       // Held until it expires, not released after the pass: at most one pass per interval across
       // the fleet, whichever instance comes first.
       const got = await deps.redis.set(deps.lockKey, owner, 'PX', Math.max(opts.intervalMs - 100, 1_000), 'NX');
-      if (got === 'OK') await reconcileOnce(deps, { staleMs: opts.staleMs, dryRun: false, signal: stopping.signal });
-      else deps.log.debug({ lockKey: deps.lockKey }, 'another instance holds the reconciler lock: skipping this pass');
+      if (got === 'OK') {
+        await reconcileOnce(deps, { staleMs: opts.staleMs, dryRun: false, signal: stopping.signal });
+        await deps.sweeper?.sweep(stopping.signal);
+      } else deps.log.debug({ lockKey: deps.lockKey }, 'another instance holds the reconciler lock: skipping this pass');
     } catch (err) {
       deps.log.warn({ err: (err as Error).message }, 'reconciler pass failed; will try again');
     } finally {

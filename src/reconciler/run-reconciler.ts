@@ -3,15 +3,21 @@ import { createLogger } from '../shared/logger.js';
 import { installShutdown } from '../shared/lifecycle.js';
 import { ProcessResources } from '../shared/process-resources.js';
 import { photoRepos } from '../db/photos/index.js';
+import { ParkedBlobs } from '../shared/parked-blobs.js';
 import { startReconcilerLoop } from './reconciler.js';
+import { BlobSweeper } from './blob-sweeper.js';
 
 /** Composition root of the reconciler process: one pass per interval across the fleet (Redis lock). */
 export function runReconciler(config: Config): void {
   const log = createLogger(config, { role: 'reconciler' });
   const res = new ProcessResources(config, log, 'photopipe-reconciler');
   const photos = photoRepos(res.db);
+  const sweeper = new BlobSweeper(
+    { redis: res.redis, blobs: res.blobs, parked: new ParkedBlobs(res.storage), retention: photos.retention, log },
+    { retentionMs: config.FAILED_RETENTION_SECONDS * 1000 },
+  );
   const loop = startReconcilerLoop(
-    { stale: photos.stale, stages: photos.stages, broker: res.broker, blobs: res.blobs, log, redis: res.redis, lockKey: `${config.REDIS_KEY_PREFIX}reconciler:lock` },
+    { stale: photos.stale, stages: photos.stages, broker: res.broker, blobs: res.blobs, log, redis: res.redis, sweeper, lockKey: `${config.REDIS_KEY_PREFIX}reconciler:lock` },
     { intervalMs: config.RECONCILE_INTERVAL_MS, staleMs: config.RECONCILE_STALE_MS },
   );
   res.releasers.add('loop', async () => loop.stop());

@@ -3,27 +3,51 @@ import { PermanentError } from './errors.js';
 
 /** What a photo's bytes are at each step: the upload as received, a decoded working copy, renditions. */
 export type BlobKind = 'raw' | 'work' | 'framed' | 'thumbnail';
+export const BLOB_KINDS: readonly BlobKind[] = ['raw', 'work', 'framed', 'thumbnail'];
 
 const BLOB_NAMES: Record<BlobKind, string> = { raw: 'uploaded bytes', work: 'decoded working copy bytes', framed: 'framed rendition bytes', thumbnail: 'thumbnail bytes' };
 
+/** Where a failed photo's bytes wait for a replay, out of Redis (parked-blobs.ts). */
+export interface ColdBlobStore {
+  get(photoId: string, kind: BlobKind): Promise<Buffer | null>;
+}
+
 /**
- * Photo bytes travel between stages through Redis, never inside messages. Every blob has a TTL
- * as a safety net; the pipeline deletes them as soon as no stage needs them any more.
+ * Photo bytes travel between stages through Redis, never inside messages. They never expire while
+ * their photo is not final: nothing the API accepted may disappear because workers were down or
+ * backlogged. The pipeline deletes each blob as soon as every stage that reads it is finished; a
+ * failed photo's bytes are parked in S3 (out of Redis, so they do not count against load shedding)
+ * and read back from there on a Redis miss when it is replayed; the reconciler removes orphans.
  */
 export class BlobStore {
   constructor(
     private readonly redis: Redis,
     private readonly prefix: string,
-    private readonly ttlSeconds: number,
+    private readonly cold: ColdBlobStore | null = null,
   ) {}
+
+  /** The same store, reading misses through from a cold store (workers: parked bytes of replayed photos). */
+  withCold(cold: ColdBlobStore): BlobStore {
+    return new BlobStore(this.redis, this.prefix, cold);
+  }
 
   key(photoId: string, kind: BlobKind): string {
     return `${this.prefix}blob:${photoId}:${kind}`;
   }
 
+  /** The key pattern every blob matches, and how to read a photo id and kind back from a key. */
+  get keyPattern(): string {
+    return `${this.prefix}blob:*`;
+  }
+
+  parseKey(key: string): { photoId: string; kind: BlobKind } | null {
+    const m = /^blob:([0-9a-f-]{36}):(raw|work|framed|thumbnail)$/.exec(key.startsWith(this.prefix) ? key.slice(this.prefix.length) : '');
+    return m?.[1] && m[2] ? { photoId: m[1], kind: m[2] as BlobKind } : null;
+  }
+
   async put(photoId: string, kind: BlobKind, bytes: Buffer): Promise<string> {
     const key = this.key(photoId, kind);
-    await this.redis.set(key, bytes, 'EX', this.ttlSeconds);
+    await this.redis.set(key, bytes);
     return key;
   }
 
@@ -31,11 +55,19 @@ export class BlobStore {
     return this.redis.getBuffer(this.key(photoId, kind));
   }
 
-  /** A missing blob is permanent: its TTL ran out, or it was never stored; retrying cannot bring it back. */
+  /**
+   * A blob, from Redis or else from the cold store (put back into Redis for the next reader). A
+   * blob in neither is permanent: it was never stored, or a failed photo's retention ran out.
+   */
   async get(photoId: string, kind: BlobKind): Promise<Buffer> {
-    const bytes = await this.getOptional(photoId, kind);
-    if (!bytes) throw new PermanentError('blob_missing', `the ${BLOB_NAMES[kind]} of photo ${photoId} are no longer in Redis (expired or deleted)`);
-    return bytes;
+    const hot = await this.getOptional(photoId, kind);
+    if (hot) return hot;
+    const parked = this.cold ? await this.cold.get(photoId, kind) : null;
+    if (parked) {
+      await this.put(photoId, kind, parked);
+      return parked;
+    }
+    throw new PermanentError('blob_missing', `the ${BLOB_NAMES[kind]} of photo ${photoId} are no longer in Redis nor parked (never stored, lost by a Redis without persistence, or past the retention of failed photos)`);
   }
 
   async exists(photoId: string, kind: BlobKind): Promise<boolean> {

@@ -65,7 +65,11 @@ const envSchema = z.object({
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
   REDIS_KEY_PREFIX: z.string().min(1).default('photopipe:'),
   REDIS_COMMAND_TIMEOUT_MS: intFromEnv(50).default(5_000),
-  BLOB_TTL_SECONDS: intFromEnv(60).default(24 * 3600),
+  /**
+   * How long a failed photo keeps its bytes (parked in S3, out of Redis) so that it can be replayed.
+   * Accepted bytes never expire while their photo is not final.
+   */
+  FAILED_RETENTION_SECONDS: intFromEnv(1).default(7 * 24 * 3600),
 
   AMQP_URL: z.string().url().default('amqp://guest:guest@127.0.0.1:5672'),
   AMQP_PREFIX: z.string().regex(/^[a-zA-Z0-9_.-]+$/).default('photopipe'),
@@ -153,6 +157,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
+  // A failed photo's bytes must outlive every retry wait, or an operator could never replay it.
+  if (e.FAILED_RETENTION_SECONDS * 1000 < longestRetryDelayMs(e)) {
+    throw new ConfigError(
+      `invalid configuration:\n  FAILED_RETENTION_SECONDS: ${e.FAILED_RETENTION_SECONDS} s is shorter than the longest retry delay (${longestRetryDelayMs(e)} ms with jitter, RETRY_DELAYS_MS)`,
+    );
+  }
   const config: Config = {
     ...e,
     stage: (name) => ({

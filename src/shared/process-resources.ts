@@ -45,7 +45,7 @@ export class ProcessResources {
     this.releasers.add('postgres', () => this.db.end());
     this.redis = createRedis(config, log, name);
     this.releasers.add('redis', async () => void (await this.redis.quit().catch(() => this.redis.disconnect())));
-    this.blobs = new BlobStore(this.redis, config.REDIS_KEY_PREFIX, config.BLOB_TTL_SECONDS);
+    this.blobs = new BlobStore(this.redis, config.REDIS_KEY_PREFIX);
   }
 
   get storage(): Storage {

@@ -1,5 +1,6 @@
 import {
   CreateBucketCommand,
+  DeleteObjectsCommand,
   GetObjectCommand,
   HeadBucketCommand,
   PutObjectCommand,
@@ -64,6 +65,28 @@ export class Storage {
       if (!out.Body) throw new RetryableError('s3_empty_body', `empty body for ${key}`);
       return Buffer.from(await out.Body.transformToByteArray());
     }, `get ${key}`);
+  }
+
+  /** The object's bytes, or null when there is no such object. */
+  async getOptional(key: string, signal?: AbortSignal): Promise<Buffer | null> {
+    try {
+      return await this.get(key, signal);
+    } catch (err) {
+      const cause = (err as { cause?: unknown }).cause;
+      if (cause instanceof S3ServiceException && (cause.name === 'NoSuchKey' || cause.$metadata.httpStatusCode === 404)) return null;
+      throw err;
+    }
+  }
+
+  /** Deletes objects (missing ones are fine): one request per 1,000 keys. */
+  async remove(keys: readonly string[], signal?: AbortSignal): Promise<void> {
+    for (let i = 0; i < keys.length; i += 1_000) {
+      const batch = keys.slice(i, i + 1_000);
+      await this.call(
+        () => this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }), { abortSignal: signal }),
+        `delete ${batch.length} objects`,
+      );
+    }
   }
 
   presignGet(key: string): Promise<string> {

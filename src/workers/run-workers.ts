@@ -11,6 +11,8 @@ import { readTestFaults, withFault } from './test-faults.js';
 import { loadStageModule } from './stage-loader.js';
 import { stageRunner } from './stage-runner.js';
 import type { StageDeps, StageRuntime } from './stage-module.js';
+import { ParkedBlobs } from '../shared/parked-blobs.js';
+import { PhotoFailureRecorder } from './failure-recorder.js';
 
 /**
  * Composition root of a worker process: builds the clients once, creates each role's stage
@@ -33,22 +35,22 @@ export async function runWorkers(config: Config, roles: StageName[], opts: { pre
 
   const res = new ProcessResources(config, log, `photopipe-worker-${roles.join(',')}`);
   const shutdown = installShutdown(log, res.releasers);
+  const parked = new ParkedBlobs(res.storage);
   const deps: StageDeps = {
     config,
     log,
     db: res.db,
     redis: res.redis,
-    blobs: res.blobs,
+    // A replayed photo's bytes are read back from where its failure parked them.
+    blobs: res.blobs.withCold(parked),
     storage: res.storage,
     broker: res.broker,
     photos: photoRepos(res.db),
     frames: new FrameRepo(res.db),
   };
   const events = new StageEvents();
-  const recorder = {
-    recordFailure: (msg: { photoId: string }, f: Parameters<StageDeps['photos']['stages']['recordFailure']>[1]) => deps.photos.stages.recordFailure(msg.photoId, f),
-    recordRetry: (msg: { photoId: string }) => deps.photos.stages.touchProgress(msg.photoId),
-  };
+  const recorder = new PhotoFailureRecorder({ photos: deps.photos, blobs: deps.blobs, parked, log });
+  res.releasers.add('parking', () => recorder.drain(config.SHUTDOWN_GRACE_MS));
 
   // Every stage is created (indexes loaded, limiters connected) before any consumes.
   const runtimes = new Map<StageName, StageRuntime>();

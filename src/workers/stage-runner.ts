@@ -54,14 +54,21 @@ async function finish(
   ctx.signal.throwIfAborted();
   const facts = { ...factsOf(photo), ...(result?.facts ?? {}) };
   const decided = decisionsAt(graph, stage, photo.stages, facts);
-  const committed = await deps.photos.stages.completeStage(msg.photoId, stage, { state, pending: decided.pending, skip: decided.skip, columns: result?.columns });
+  const committed = await deps.photos.stages.completeStage(msg, stage, { state, pending: decided.pending, skip: decided.skip, columns: result?.columns });
   if (!committed) throw new PermanentError('unknown_photo', `photo ${msg.photoId} disappeared`);
   let { row, justCompleted } = committed;
+  if (row.status === 'duplicate') {
+    // A failed photo that came back (a late success) after its content was processed again under
+    // another photo: it is that one's duplicate now, and nothing follows.
+    await deps.blobs.delete(msg.photoId, allBlobs(graph));
+    ctx.log.info({ duplicateOf: row.duplicateOf }, 'content already owned by another photo');
+    return;
+  }
   const finished: StageName[] = [stage, ...decided.skip];
   // Concurrent commits may have made more stages ready than this commit could see before it.
   const next = nextStages(graph, row.stages, factsOf(row), finished);
   if (next.skip.length > 0) {
-    const skipped = await deps.photos.stages.markSkipped(msg.photoId, next.skip);
+    const skipped = await deps.photos.stages.markSkipped(msg, next.skip);
     if (skipped) {
       row = skipped.row;
       justCompleted ||= skipped.justCompleted;

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { Config, StageName } from '../../shared/config.js';
-import { DlqService, dlqBrowseLock } from '../../queues/dlq-service.js';
+import type { DlqService } from '../../queues/dlq-service.js';
+import { dlqServiceFor } from '../../pipeline/replay.js';
 import { parseRoles, positiveIntOption, UsageError } from '../args.js';
 import { out, withTools, type ToolContext } from '../tool-context.js';
 
@@ -10,9 +11,8 @@ function stageOf(config: Config, value: string | undefined): StageName | undefin
 
 async function withDlq<T>(config: Config, fn: (dlq: DlqService, t: ToolContext) => Promise<T>): Promise<T> {
   return withTools(config, async (t) => {
-    const { broker, redis } = t.res;
-    const dlq = new DlqService(broker, async (photoId, s) => void (await t.photos.stages.reopenStage(photoId, s)), dlqBrowseLock(config, redis));
-    await broker.waitReady();
+    const dlq = dlqServiceFor(t.res, t.photos.stages);
+    await t.res.broker.waitReady();
     return fn(dlq, t);
   });
 }

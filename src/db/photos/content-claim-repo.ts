@@ -1,5 +1,5 @@
 import type { Db } from '../../shared/db.js';
-import { isUniqueViolation, OWNS_CONTENT, type FileInfo } from './photo-row.js';
+import { isUniqueViolation, OWNS_CONTENT, type FileInfo, type PhotoRef } from './photo-row.js';
 
 /** Exact-duplicate detection: which photo owns a tenant's content (its SHA-256). */
 export class ContentClaimRepo {
@@ -9,19 +9,20 @@ export class ContentClaimRepo {
    * Records the content hash. The partial unique index on (tenant, sha256) makes concurrent
    * ingests of the same bytes race in Postgres: one wins, the others become duplicates of it.
    * A failed photo is not in that index, so the same bytes uploaded again are processed anew.
-   * Re-running for the same photo (redelivery) is a no-op.
+   * Re-running for the same photo (redelivery) is a no-op. Null when this tenant has no such photo.
    */
-  async claim(id: string, sha256: string, file: FileInfo): Promise<{ duplicateOf: string | null }> {
+  async claim(ref: PhotoRef, sha256: string, file: FileInfo): Promise<{ duplicateOf: string | null } | null> {
+    const { photoId: id, tenantId } = ref;
     try {
       const { rowCount } = await this.db.query(
         `UPDATE photos SET sha256 = $2, file = COALESCE(file, '{}'::jsonb) || $3::jsonb,
            status = CASE WHEN status = 'queued' THEN 'processing' ELSE status END, updated_at = now()
-         WHERE id = $1 AND duplicate_of IS NULL AND (sha256 IS NULL OR sha256 = $2)`,
-        [id, sha256, JSON.stringify(file)],
+         WHERE id = $1 AND tenant_id = $4 AND duplicate_of IS NULL AND (sha256 IS NULL OR sha256 = $2)`,
+        [id, sha256, JSON.stringify(file), tenantId],
       );
       if (rowCount === 1) return { duplicateOf: null };
-      const { rows } = await this.db.query<{ duplicate_of: string | null }>(`SELECT duplicate_of FROM photos WHERE id = $1`, [id]);
-      return { duplicateOf: rows[0]?.duplicate_of ?? null };
+      const { rows } = await this.db.query<{ duplicate_of: string | null }>(`SELECT duplicate_of FROM photos WHERE id = $1 AND tenant_id = $2`, [id, tenantId]);
+      return rows[0] ? { duplicateOf: rows[0].duplicate_of } : null;
     } catch (err) {
       if (!isUniqueViolation(err)) throw err; // another photo owns this content
     }
@@ -31,9 +32,9 @@ export class ContentClaimRepo {
          WHERE me.id = $1 AND p.tenant_id = me.tenant_id AND p.sha256 = $2 AND p.id <> $1 AND ${OWNS_CONTENT})
        UPDATE photos SET sha256 = $2, duplicate_of = winner.id, status = 'duplicate', file = $3::jsonb,
          stages = '{"ingest":"done"}'::jsonb, completed_at = now(), updated_at = now(), progressed_at = now()
-       FROM winner WHERE photos.id = $1
+       FROM winner WHERE photos.id = $1 AND photos.tenant_id = $4
        RETURNING winner.id AS winner`,
-      [id, sha256, JSON.stringify(file)],
+      [id, sha256, JSON.stringify(file), tenantId],
     );
     const winner = rows[0]?.winner;
     if (!winner) throw new Error(`photo ${id}: unique violation on content but no winning photo found`);

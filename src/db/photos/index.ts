@@ -6,6 +6,7 @@ import { ContentClaimRepo } from './content-claim-repo.js';
 import { StageStateRepo } from './stage-state-repo.js';
 import { VariantRepo } from './variant-repo.js';
 import { StalePhotoRepo } from './stale-photo-repo.js';
+import { BlobRetentionRepo } from './blob-retention-repo.js';
 
 /** Photo state in Postgres, one repository per concern, built once per process. */
 export interface PhotoRepos {
@@ -15,6 +16,7 @@ export interface PhotoRepos {
   stages: StageStateRepo;
   variants: VariantRepo;
   stale: StalePhotoRepo;
+  retention: BlobRetentionRepo;
 }
 
 export function photoRepos(db: Db): PhotoRepos {
@@ -25,5 +27,6 @@ export function photoRepos(db: Db): PhotoRepos {
     stages: new StageStateRepo(db, PIPELINE),
     variants: new VariantRepo(db),
     stale: new StalePhotoRepo(db),
+    retention: new BlobRetentionRepo(db),
   };
 }

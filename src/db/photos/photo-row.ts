@@ -126,6 +126,15 @@ export interface KeysetPosition {
   id: string;
 }
 
+/**
+ * Which photo, and whose: every write names both, so a message that names another tenant's photo
+ * (forged, or a bug) writes nothing.
+ */
+export interface PhotoRef {
+  photoId: string;
+  tenantId: string;
+}
+
 /** pg's error for a violated unique index, told apart by SQLSTATE (never by message). */
 export function isUniqueViolation(err: unknown): boolean {
   return (err as { code?: unknown } | null)?.code === '23505';

@@ -1,7 +1,7 @@
 import type { Db } from '../../shared/db.js';
 import type { PipelineGraph } from '../../pipeline/graph.js';
 import type { StageName } from '../../pipeline/photo-pipeline.js';
-import { isUniqueViolation, OWNS_CONTENT, photoColumns, toPhotoRow, type FileInfo, type PhotoDbRow, type PhotoRow, type PhotoStatus, type Stages, type StageState } from './photo-row.js';
+import { isUniqueViolation, OWNS_CONTENT, photoColumns, toPhotoRow, type FileInfo, type PhotoDbRow, type PhotoRef, type PhotoRow, type PhotoStatus, type Stages, type StageState } from './photo-row.js';
 import { assignments, type StageColumns } from './stage-columns.js';
 
 /** What a stage needs to know about its photo before working: little, so it is cheap to read. */
@@ -72,43 +72,76 @@ export class StageStateRepo {
    * Marks a stage done (or skipped) with the columns it produced and, in the same statement,
    * completes the photo when every stage is finished. Row locking makes concurrent finishers see
    * each other's writes, so exactly one of them observes the transition to complete.
+   *
+   * A success clears its own stage's failure (a late success: the failure was recorded, its dead
+   * letter could not be published, and the retry then succeeded): the photo is processing again,
+   * or complete, unless another stage is still failed.
    */
-  async completeStage(id: string, stage: StageName, c: StageCommit = {}): Promise<StageCompletion | null> {
+  async completeStage(ref: PhotoRef, stage: StageName, c: StageCommit = {}): Promise<StageCompletion | null> {
     const init: Partial<Record<StageName, StageState>> = {};
     for (const s of c.pending ?? []) init[s] = 'pending';
     const set: Partial<Record<StageName, StageState>> = {};
     for (const s of c.skip ?? []) set[s] = 'skipped';
     set[stage] = c.state ?? 'done';
-    return this.commit(id, init, set, c.columns);
+    return this.commit(ref, init, set, c.columns);
   }
 
   /** Records stages as skipped (a condition found false after a concurrent commit made them ready). */
-  async markSkipped(id: string, stages: readonly StageName[]): Promise<StageCompletion | null> {
-    return this.commit(id, {}, Object.fromEntries(stages.map((s) => [s, 'skipped'])), undefined);
+  async markSkipped(ref: PhotoRef, stages: readonly StageName[]): Promise<StageCompletion | null> {
+    return this.commit(ref, {}, Object.fromEntries(stages.map((s) => [s, 'skipped'])), undefined);
   }
 
   /** `init` fills states not recorded yet, `set` overwrites. */
   private async commit(
-    id: string,
+    ref: PhotoRef,
     init: Partial<Record<StageName, StageState>>,
     set: Partial<Record<StageName, StageState>>,
     columns: StageColumns | undefined,
   ): Promise<StageCompletion | null> {
-    const params: unknown[] = [id, JSON.stringify(set), this.allStages, JSON.stringify(init)];
+    try {
+      return await this.commitOnce(ref, init, set, columns);
+    } catch (err) {
+      // A failed photo does not own its content (the unique index leaves it out); one that comes
+      // back to life after the same bytes were uploaded again and processed is a duplicate of that one.
+      if (!isUniqueViolation(err)) throw err;
+    }
+    await this.becomeDuplicate(ref.photoId);
+    const row = await this.db.query<PhotoDbRow>(`SELECT ${photoColumns()} FROM photos WHERE id = $1 AND tenant_id = $2`, [ref.photoId, ref.tenantId]);
+    return row.rows[0] ? { row: toPhotoRow(row.rows[0]), justCompleted: false } : null;
+  }
+
+  private async commitOnce(
+    ref: PhotoRef,
+    init: Partial<Record<StageName, StageState>>,
+    set: Partial<Record<StageName, StageState>>,
+    columns: StageColumns | undefined,
+  ): Promise<StageCompletion | null> {
+    const params: unknown[] = [ref.photoId, JSON.stringify(set), this.allStages, JSON.stringify(init), ref.tenantId];
     const extra = assignments(columns, params);
     // The locking read in `old` waits for a concurrent finisher and then sees its committed
     // stages (a plain read in the same statement would see the older snapshot and lose its write).
     const { rows } = await this.db.query<PhotoDbRow & { just_completed: boolean }>(
-      `WITH old AS (SELECT id, status, stages FROM photos WHERE id = $1 FOR UPDATE),
-       merged AS (SELECT id, status AS old_status, ($4::jsonb || stages || $2::jsonb) AS stages FROM old),
+      `WITH old AS (SELECT id, status, stages, error FROM photos WHERE id = $1 AND tenant_id = $5 FOR UPDATE),
+       merged AS (SELECT id, status AS old_status, error AS old_error, ($4::jsonb || stages || $2::jsonb) AS stages FROM old),
+       judged AS (
+         SELECT id, old_status, old_error, stages,
+           (SELECT s.key FROM jsonb_each_text(merged.stages) s WHERE s.value = 'failed' ORDER BY s.key LIMIT 1) AS still_failed,
+           NOT EXISTS (
+             SELECT 1 FROM unnest($3::text[]) AS s(name) WHERE COALESCE(merged.stages ->> s.name, 'pending') NOT IN ('done', 'skipped')) AS all_finished
+         FROM merged),
        fin AS (
-         SELECT id, old_status, stages,
-           (old_status = 'processing' AND NOT EXISTS (
-              SELECT 1 FROM unnest($3::text[]) AS s(name) WHERE COALESCE(merged.stages ->> s.name, 'pending') NOT IN ('done', 'skipped'))) AS completes
-         FROM merged)
+         SELECT id, old_status, old_error, stages, still_failed,
+           (old_status IN ('processing', 'failed') AND all_finished AND still_failed IS NULL) AS completes
+         FROM judged)
        UPDATE photos p SET
          stages = fin.stages,
-         status = CASE WHEN fin.completes THEN 'complete' ELSE fin.old_status END,
+         status = CASE WHEN fin.completes THEN 'complete'
+                       WHEN fin.old_status = 'failed' AND fin.still_failed IS NULL THEN 'processing'
+                       ELSE fin.old_status END,
+         error = CASE WHEN fin.old_status <> 'failed' THEN p.error
+                      WHEN fin.still_failed IS NULL THEN NULL
+                      WHEN fin.old_error ->> 'stage' <> fin.still_failed THEN jsonb_build_object('stage', fin.still_failed, 'reason', 'still failed: replay its dead letter too')
+                      ELSE p.error END,
          completed_at = CASE WHEN fin.completes THEN now() ELSE p.completed_at END,
          ${extra.map((a) => `${a},`).join('\n         ')}
          updated_at = now(), progressed_at = now()
@@ -127,17 +160,18 @@ export class StageStateRepo {
    * delivery, a handler abandoned at its deadline that finished anyway) or after the photo reached
    * complete/duplicate changes nothing and is reported as moot: the photo's outcome stands.
    */
-  async recordFailure(id: string, f: StageFailure): Promise<'recorded' | 'moot' | 'missing'> {
+  async recordFailure(ref: PhotoRef, f: StageFailure): Promise<'recorded' | 'moot' | 'missing'> {
     const { rowCount } = await this.db.query(
       `UPDATE photos SET status = 'failed',
          error = jsonb_build_object('stage', $2::text, 'reason', $3::text, 'code', $4::text, 'errorClass', $5::text, 'attempts', $6::int),
          stages = stages || jsonb_build_object($2::text, 'failed'),
          updated_at = now(), progressed_at = now()
-       WHERE id = $1 AND status NOT IN ('complete', 'duplicate') AND COALESCE(stages ->> $2, 'pending') <> 'done'`,
-      [id, f.stage, f.reason, f.code, f.errorClass, f.attempts],
+       WHERE id = $1 AND tenant_id = $7 AND status NOT IN ('complete', 'duplicate') AND COALESCE(stages ->> $2, 'pending') <> 'done'`,
+      [ref.photoId, f.stage, f.reason, f.code, f.errorClass, f.attempts, ref.tenantId],
     );
     if (rowCount === 1) return 'recorded';
-    const { rows } = await this.db.query(`SELECT 1 FROM photos WHERE id = $1`, [id]);
+    // Another tenant's photo counts as missing: nothing is recorded on it, and the letter says why.
+    const { rows } = await this.db.query(`SELECT 1 FROM photos WHERE id = $1 AND tenant_id = $2`, [ref.photoId, ref.tenantId]);
     return rows.length > 0 ? 'moot' : 'missing';
   }
 
@@ -148,7 +182,8 @@ export class StageStateRepo {
    * processed meanwhile, the failed photo cannot own it any more: it becomes a duplicate of the new
    * one instead, and the replayed message finds no work.
    */
-  async reopenStage(id: string, stage: StageName): Promise<'reopened' | 'duplicate' | 'not_reopened'> {
+  async reopenStage(ref: PhotoRef, stage: StageName): Promise<'reopened' | 'duplicate' | 'not_reopened' | 'expired'> {
+    const id = ref.photoId;
     try {
       const { rowCount } = await this.db.query(
         `UPDATE photos SET
@@ -160,13 +195,21 @@ export class StageStateRepo {
            updated_at = now(), progressed_at = now()
          FROM (SELECT (SELECT s.key FROM photos p, jsonb_each_text(p.stages) s
                        WHERE p.id = $1 AND s.key <> $2 AND s.value = 'failed' ORDER BY s.key LIMIT 1) AS failed) others
-         WHERE id = $1 AND status IN ('failed', 'processing', 'queued') AND COALESCE(stages ->> $2, 'pending') <> 'done'`,
-        [id, stage],
+         WHERE id = $1 AND tenant_id = $3 AND status IN ('failed', 'processing', 'queued') AND COALESCE(stages ->> $2, 'pending') <> 'done'
+           AND blobs_dropped_at IS NULL`,
+        [id, stage, ref.tenantId],
       );
-      return rowCount === 1 ? 'reopened' : 'not_reopened';
+      if (rowCount === 1) return 'reopened';
+      const { rows } = await this.db.query<{ dropped: boolean }>(`SELECT blobs_dropped_at IS NOT NULL AS dropped FROM photos WHERE id = $1 AND tenant_id = $2`, [id, ref.tenantId]);
+      return rows[0]?.dropped ? 'expired' : 'not_reopened';
     } catch (err) {
       if (!isUniqueViolation(err)) throw err; // the content has a new owner
     }
+    return (await this.becomeDuplicate(id)) ? 'duplicate' : 'not_reopened';
+  }
+
+  /** The photo's content is owned by another photo now: it becomes that one's duplicate. */
+  private async becomeDuplicate(id: string): Promise<boolean> {
     const { rowCount } = await this.db.query(
       `UPDATE photos SET status = 'duplicate', duplicate_of = owner.id, error = NULL,
          completed_at = now(), updated_at = now(), progressed_at = now()
@@ -175,7 +218,7 @@ export class StageStateRepo {
        WHERE photos.id = $1`,
       [id],
     );
-    return rowCount === 1 ? 'duplicate' : 'not_reopened';
+    return rowCount === 1;
   }
 
   /** A retry was scheduled or the reconciler republished the photo: the next stale check waits a full threshold again. */

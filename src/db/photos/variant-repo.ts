@@ -1,5 +1,5 @@
 import type { Db } from '../../shared/db.js';
-import type { VariantKind } from './photo-row.js';
+import type { PhotoRef, VariantKind } from './photo-row.js';
 
 export interface VariantRow {
   kind: VariantKind;
@@ -27,17 +27,19 @@ export class VariantRepo {
   constructor(private readonly db: Db) {}
 
   /** One statement for all of a photo's variants; re-running replaces them (same keys, same rows). */
-  async upsert(photoId: string, variants: VariantRow[]): Promise<void> {
+  async upsert(ref: PhotoRef, variants: VariantRow[]): Promise<void> {
     if (variants.length === 0) return;
-    const params: unknown[] = [photoId];
+    const params: unknown[] = [ref.photoId, ref.tenantId];
     const values = variants.map((v) => {
       params.push(v.kind, v.s3Key, v.url, v.width, v.height, v.bytes, v.contentType);
       const n = params.length;
-      return `($1, $${n - 6}, $${n - 5}, $${n - 4}, $${n - 3}::int, $${n - 2}::int, $${n - 1}::int, $${n})`;
+      return `($${n - 6}, $${n - 5}, $${n - 4}, $${n - 3}::int, $${n - 2}::int, $${n - 1}::int, $${n})`;
     });
+    // Only for a photo of this tenant (a row that names another tenant's photo inserts nothing).
     await this.db.query(
       `INSERT INTO photo_variants (photo_id, kind, s3_key, url, width, height, bytes, content_type)
-       VALUES ${values.join(', ')}
+       SELECT $1::uuid, v.* FROM (VALUES ${values.join(', ')}) AS v(kind, s3_key, url, width, height, bytes, content_type)
+       WHERE EXISTS (SELECT 1 FROM photos WHERE id = $1 AND tenant_id = $2)
        ON CONFLICT (photo_id, kind) DO UPDATE SET s3_key = EXCLUDED.s3_key, url = EXCLUDED.url, width = EXCLUDED.width,
          height = EXCLUDED.height, bytes = EXCLUDED.bytes, content_type = EXCLUDED.content_type`,
       params,

@@ -34,7 +34,9 @@ export default defineStage({
         );
       }
       const file = { format: info.format, width: info.width, height: info.height, bytes: raw.length, ...(info.needsHeicDecoder ? { workingCopy: true } : {}) };
-      const { duplicateOf } = await deps.photos.claims.claim(msg.photoId, sha256, file);
+      const claimed = await deps.photos.claims.claim(msg, sha256, file);
+      if (!claimed) throw new PermanentError('unknown_photo', `photo ${msg.photoId} of tenant ${msg.tenantId} disappeared`);
+      const { duplicateOf } = claimed;
       if (duplicateOf) {
         ctx.log.info({ duplicateOf }, 'content already owned by another photo');
         return { final: 'duplicate' };

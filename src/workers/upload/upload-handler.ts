@@ -70,7 +70,7 @@ export default defineStage({
         ),
       );
       await deps.photos.variants.upsert(
-        msg.photoId,
+        msg,
         variants.map(({ body: _b, visibility, ...v }) => ({ ...v, url: visibility === 'public' ? deps.storage.publicUrl(v.s3Key) : null })),
       );
     },

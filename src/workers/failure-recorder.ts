@@ -1,0 +1,49 @@
+import type { Logger } from '../shared/logger.js';
+import type { BlobStore } from '../shared/blob-store.js';
+import type { ParkedBlobs } from '../shared/parked-blobs.js';
+import type { FailureRecorder } from '../queues/stage-consumer.js';
+import type { PhotoRepos } from '../db/photos/index.js';
+import type { PhotoRef } from '../db/photos/photo-row.js';
+
+/**
+ * Writes a stage's outcome where users and the reconciler see it, and, when a photo becomes
+ * failed, parks its bytes in S3 so that they stop counting against Redis memory while they wait
+ * for a replay. Parking runs after the failure is recorded and does not hold up the dead letter;
+ * if it fails (S3 away), the reconciler parks the photo later.
+ */
+export class PhotoFailureRecorder implements FailureRecorder {
+  private readonly parking = new Set<Promise<void>>();
+
+  constructor(
+    private readonly deps: { photos: PhotoRepos; blobs: BlobStore; parked: ParkedBlobs; log: Logger },
+  ) {}
+
+  async recordFailure(ref: PhotoRef, f: Parameters<FailureRecorder['recordFailure']>[1]): Promise<'recorded' | 'moot' | 'missing'> {
+    const outcome = await this.deps.photos.stages.recordFailure(ref, f);
+    if (outcome === 'recorded') {
+      const p = this.park(ref).finally(() => this.parking.delete(p));
+      this.parking.add(p);
+    }
+    return outcome;
+  }
+
+  async recordRetry(ref: PhotoRef): Promise<void> {
+    await this.deps.photos.stages.touchProgress(ref.photoId);
+  }
+
+  /** Waits (bounded) for parkings in progress, at shutdown. */
+  async drain(timeoutMs: number): Promise<void> {
+    const all = Promise.allSettled([...this.parking]);
+    await Promise.race([all, new Promise((r) => setTimeout(r, timeoutMs).unref())]);
+  }
+
+  private async park(ref: PhotoRef): Promise<void> {
+    try {
+      const kinds = await this.deps.parked.park(this.deps.blobs, ref.photoId);
+      await this.deps.photos.retention.markParked(ref);
+      this.deps.log.info({ photoId: ref.photoId, tenantId: ref.tenantId, kinds }, 'failed photo: bytes parked in S3 until replayed or past the retention');
+    } catch (err) {
+      this.deps.log.warn({ photoId: ref.photoId, err: (err as Error).message }, 'could not park a failed photo\'s bytes; the reconciler will try again');
+    }
+  }
+}
