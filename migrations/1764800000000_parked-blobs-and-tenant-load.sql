@@ -9,8 +9,11 @@ CREATE INDEX photos_failed_unparked ON photos (updated_at) WHERE status = 'faile
 
 -- Per-tenant load: photos a tenant has in flight (admission limits, the bulk lane).
 CREATE INDEX photos_tenant_in_flight ON photos (tenant_id) WHERE status IN ('queued', 'processing');
+-- The lane a photo's messages travel in (interactive or bulk): the reconciler republishes into it.
+ALTER TABLE photos ADD COLUMN lane text NOT NULL DEFAULT 'interactive' CHECK (lane IN ('interactive', 'bulk'));
 
 -- Down Migration
+ALTER TABLE photos DROP COLUMN lane;
 DROP INDEX photos_tenant_in_flight;
 DROP INDEX photos_failed_unparked;
 DROP INDEX photos_parked;

@@ -4,6 +4,7 @@ import type { ApiKeyRepo } from '../db/api-key-repo.js';
 import type { FrameRepo } from '../db/frame-repo.js';
 import type { LoadShedder } from './load-shedder.js';
 import type { DlqService } from '../queues/dlq-service.js';
+import type { TenantLoad } from '../pipeline/tenant-load.js';
 
 /** What the API's routes are handed by its composition root (run-api.ts). */
 export interface ApiDeps extends ProcessClients {
@@ -11,5 +12,6 @@ export interface ApiDeps extends ProcessClients {
   apiKeys: ApiKeyRepo;
   frames: FrameRepo;
   shedder: LoadShedder;
+  tenantLoad: TenantLoad;
   dlq: DlqService;
 }

@@ -11,13 +11,19 @@ import type { Broker } from '../queues/broker.js';
 export class LoadShedder {
   private reason: string | null = null;
   private timer: NodeJS.Timeout | null = null;
+  private lastReadAt = Date.now();
 
   constructor(
-    private readonly config: Config,
-    private readonly redis: Redis,
-    private readonly broker: Broker,
+    private readonly config: Pick<Config, 'SHED_REDIS_MAX_BYTES' | 'SHED_INGEST_QUEUE_MAX' | 'SHED_CHECK_INTERVAL_MS'>,
+    private readonly redis: Pick<Redis, 'info'>,
+    private readonly broker: Pick<Broker, 'stageDepth'>,
     private readonly log: Logger,
   ) {}
+
+  /** Gauges unread for this long mean the load is unknown: uploads are refused until they read again. */
+  get blindAfterMs(): number {
+    return Math.max(5 * this.config.SHED_CHECK_INTERVAL_MS, 5_000);
+  }
 
   get enabled(): boolean {
     return this.config.SHED_REDIS_MAX_BYTES > 0 || this.config.SHED_INGEST_QUEUE_MAX > 0;
@@ -52,15 +58,19 @@ export class LoadShedder {
         if (used > this.config.SHED_REDIS_MAX_BYTES) reasons.push(`redis memory ${used} bytes above ${this.config.SHED_REDIS_MAX_BYTES}`);
       }
       if (this.config.SHED_INGEST_QUEUE_MAX > 0) {
-        const depth = await this.broker.queueDepth(this.broker.topology.workQueue('ingest'));
+        const depth = await this.broker.stageDepth('ingest');
         if (depth > this.config.SHED_INGEST_QUEUE_MAX) reasons.push(`ingest queue depth ${depth} above ${this.config.SHED_INGEST_QUEUE_MAX}`);
       }
+      this.lastReadAt = Date.now();
     } catch (err) {
-      // Unreadable gauges do not shed by themselves: the upload path fails on its own if Redis or RabbitMQ is down.
+      // A failed reading keeps the last verdict (shedding stays on while it cannot be checked), and
+      // gauges unreadable for longer than blindAfterMs shed by themselves: the load is unknown.
       this.log.debug({ err: (err as Error).message }, 'load check failed');
+      if (Date.now() - this.lastReadAt > this.blindAfterMs) reasons.push(`load gauges unreadable for ${Math.round((Date.now() - this.lastReadAt) / 1000)} s`);
+      else if (this.reason) reasons.push(this.reason);
     }
     const next = reasons.length > 0 ? reasons.join('; ') : null;
-    if (next !== this.reason) this.log.warn({ reason: next }, next ? 'shedding uploads' : 'no longer shedding uploads');
+    if ((next === null) !== (this.reason === null)) this.log.warn({ reason: next }, next ? 'shedding uploads' : 'no longer shedding uploads');
     this.reason = next;
   }
 }

@@ -7,6 +7,7 @@ import { photoRepos } from '../db/photos/index.js';
 import { ApiKeyRepo } from '../db/api-key-repo.js';
 import { FrameRepo } from '../db/frame-repo.js';
 import { LoadShedder } from './load-shedder.js';
+import { TenantLoad } from '../pipeline/tenant-load.js';
 import { buildApp } from './app.js';
 
 /** Composition root of the API process. On SIGTERM it stops accepting, finishes in-flight requests, exits 0. */
@@ -30,6 +31,7 @@ export async function runApi(config: Config): Promise<void> {
     apiKeys: new ApiKeyRepo(db),
     frames: new FrameRepo(db),
     shedder,
+    tenantLoad: new TenantLoad(config, redis, photos.intake),
     dlq: dlqServiceFor(res, photos.stages),
   });
   res.releasers.add('http', async () => {

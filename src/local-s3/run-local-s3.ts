@@ -19,7 +19,13 @@ export const LOCAL_S3_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S
  */
 export async function startLocalS3(opts: { port: number; directory: string; bucket: string; log?: Logger }): Promise<{ endpoint: string; close: () => Promise<void> }> {
   mkdirSync(opts.directory, { recursive: true });
-  const S3rver = require('s3rver') as S3rverCtor;
+  let S3rver: S3rverCtor;
+  try {
+    S3rver = require('s3rver') as S3rverCtor;
+  } catch (err) {
+    // s3rver (old dependencies, no authentication) is a devDependency: it never ships in the image.
+    throw new Error('the local S3 server is a development tool (s3rver, a devDependency, is not installed): set S3_ENDPOINT to a real S3-compatible store', { cause: err });
+  }
   const server = new S3rver({
     address: '127.0.0.1',
     port: opts.port,

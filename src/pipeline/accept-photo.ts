@@ -7,6 +7,7 @@ import { CONTENT_TYPES, SNIFF_BYTES, sniffImageFormat, type ImageFormat } from '
 import type { Broker } from '../queues/broker.js';
 import type { StageMessage } from '../queues/messages.js';
 import type { PhotoIntakeRepo } from '../db/photos/photo-intake-repo.js';
+import type { PhotoLane } from '../db/photos/photo-row.js';
 import { PIPELINE } from './photo-pipeline.js';
 
 export interface AcceptDeps {
@@ -17,6 +18,8 @@ export interface AcceptDeps {
   log: Logger;
   /** Admission control (load shedding): why new photos are refused right now, or null. */
   sheddingReason?: () => string | null;
+  /** The lane a tenant's new photo takes, and its count of photos in flight (tenant-load.ts); interactive when absent. */
+  lanes?: { laneFor(tenantId: string): Promise<PhotoLane>; accepted(tenantId: string): void };
 }
 
 export interface AcceptRequest {
@@ -24,6 +27,8 @@ export interface AcceptRequest {
   bytes: Buffer;
   /** A display name only (already cleaned by the caller), never a path. */
   filename: string | null;
+  /** Bulk callers (batches) say so; otherwise the tenant's load decides. */
+  lane?: PhotoLane;
 }
 
 export interface AcceptedPhoto {
@@ -31,6 +36,7 @@ export interface AcceptedPhoto {
   status: 'queued';
   format: ImageFormat;
   bytes: number;
+  lane: PhotoLane;
 }
 
 /** Why a photo was refused: the caller's input, so retrying the same input cannot help. */
@@ -54,8 +60,9 @@ export async function acceptPhoto(deps: AcceptDeps, req: AcceptRequest): Promise
   const format = sniffImageFormat(req.bytes.subarray(0, SNIFF_BYTES));
   if (!format) throw new PermanentError('unsupported_media_type' satisfies RejectionCode, `the bytes are not a supported image (${SUPPORTED_FORMATS_TEXT})`);
 
+  const lane = req.lane ?? (deps.lanes ? await deps.lanes.laneFor(req.tenantId).catch(() => 'interactive' as const) : 'interactive');
   const id = randomUUID();
-  const message: StageMessage = { v: 1, photoId: id, tenantId: req.tenantId };
+  const message: StageMessage = { v: 1, photoId: id, tenantId: req.tenantId, ...(lane === 'bulk' ? { lane } : {}) };
   try {
     await deps.blobs.put(id, 'raw', req.bytes);
   } catch (err) {
@@ -63,7 +70,7 @@ export async function acceptPhoto(deps: AcceptDeps, req: AcceptRequest): Promise
     throw new UnavailableError('redis_unavailable', 'storage for uploads is unavailable, try again shortly', 5, { cause: err });
   }
   try {
-    await deps.intake.insertQueued({ id, tenantId: req.tenantId, originalName: req.filename, contentType: CONTENT_TYPES[format], bytes: req.bytes.length, format });
+    await deps.intake.insertQueued({ id, tenantId: req.tenantId, originalName: req.filename, contentType: CONTENT_TYPES[format], bytes: req.bytes.length, format, lane });
   } catch (err) {
     deps.log.warn({ err: (err as Error).message }, 'postgres unavailable for a new photo');
     await deps.blobs.delete(id, ['raw']).catch(() => {});
@@ -77,6 +84,7 @@ export async function acceptPhoto(deps: AcceptDeps, req: AcceptRequest): Promise
     await deps.blobs.delete(id, ['raw']).catch(() => {});
     throw new UnavailableError('amqp_unavailable', 'queue unavailable, try again shortly', 5, { cause: err });
   }
-  deps.log.info({ photoId: id, tenantId: req.tenantId, bytes: req.bytes.length, format }, 'photo accepted');
-  return { id, status: 'queued', format, bytes: req.bytes.length };
+  deps.lanes?.accepted(req.tenantId);
+  deps.log.info({ photoId: id, tenantId: req.tenantId, bytes: req.bytes.length, format, lane }, 'photo accepted');
+  return { id, status: 'queued', format, bytes: req.bytes.length, lane };
 }

@@ -99,8 +99,9 @@ export class Broker {
     }
   }
 
+  /** To the stage's queue in the message's lane. */
   publishToStage(stage: StageName, msg: StageMessage, headers: Record<string, unknown> = {}): Promise<void> {
-    return this.publishRaw(this.topology.workExchange, stage, encodeMessage(msg), { headers });
+    return this.publishRaw(this.topology.workExchange, this.topology.routingKey(stage, msg.lane), encodeMessage(msg), { headers });
   }
 
   /**
@@ -139,6 +140,12 @@ export class Broker {
         if (c) await c.ch.cancel(c.tag).catch(() => {});
       },
     };
+  }
+
+  /** Messages ready in a stage's queues, both lanes. */
+  async stageDepth(stage: StageName): Promise<number> {
+    const [a, b] = await Promise.all([this.queueDepth(this.topology.workQueue(stage, 'interactive')), this.queueDepth(this.topology.workQueue(stage, 'bulk'))]);
+    return a + b;
   }
 
   /** Messages ready in a queue (not counting those delivered and unacked). */

@@ -10,6 +10,8 @@ export const stageMessageSchema = z.object({
   photoId: z.uuid(),
   tenantId: z.string().min(1).max(200),
   rawKey: z.string().min(1).max(500).optional(),
+  /** Bulk work (batches, re-geocoding, a tenant's large backlog) travels in the bulk lane; absent = interactive. */
+  lane: z.enum(['interactive', 'bulk']).optional(),
 });
 export type StageMessage = z.infer<typeof stageMessageSchema>;
 

@@ -5,7 +5,7 @@ import { classify, coerceError, DeferError, PipelineError, StageTimeoutError, ty
 import type { Logger } from '../shared/logger.js';
 import type { Broker, ConsumerHandle } from './broker.js';
 import { contentTypeOf, decodeMessage, H, messageIdOf, type StageMessage } from './messages.js';
-import { RETRY_LEVEL_HEADER } from './topology.js';
+import { LANES, RETRY_LEVEL_HEADER, type Lane } from './topology.js';
 import { deferralDelay, retryDelay, type ScheduledDelay } from './retry-schedule.js';
 import type { StageEvent, StageEvents } from './stage-events.js';
 
@@ -52,6 +52,7 @@ export interface FailureRecorder {
 }
 
 interface InFlight {
+  lane: Lane;
   msg: ConsumeMessage;
   ch: ConfirmChannel;
   settled: boolean;
@@ -62,6 +63,17 @@ interface InFlight {
 }
 
 const MAX_REASON = 1_000;
+
+/**
+ * When both lanes have messages waiting, every n-th start goes to the bulk lane (n = 1/share), so
+ * bulk work keeps moving slowly while live photos go first.
+ */
+export function nextLane(waiting: Record<Lane, number>, startsSinceBulk: number, bulkShare: number): Lane | null {
+  if (waiting.interactive === 0 && waiting.bulk === 0) return null;
+  if (waiting.bulk === 0) return 'interactive';
+  if (waiting.interactive === 0) return 'bulk';
+  return bulkShare > 0 && startsSinceBulk + 1 >= Math.round(1 / bulkShare) ? 'bulk' : 'interactive';
+}
 
 /**
  * Handlers that ignored their signal and still run after their deadline hold memory (and maybe a
@@ -77,10 +89,18 @@ const abandonedLimit = (prefetch: number) => Math.max(8, 4 * prefetch);
  * deferral (DeferError) -> republish to a delay queue with the same attempt, then ack.
  * The message is acked only after its outcome is durable (confirmed publish / committed row), and
  * every outcome is announced as a typed event (stage-events.ts).
+ *
+ * It consumes the stage's interactive and bulk queues with one budget of `prefetch` handlers at a
+ * time: each queue delivers up to `prefetch` messages, they wait here for a slot, and a free slot
+ * goes to the interactive lane first (see nextLane). A handler's deadline starts with its slot.
  */
 export class StageConsumer {
   private readonly inFlight = new Set<InFlight>();
-  private handle: ConsumerHandle | null = null;
+  private readonly waiting: Record<Lane, InFlight[]> = { interactive: [], bulk: [] };
+  private running = 0;
+  private startsSinceBulk = 0;
+  private stopping = false;
+  private handles: ConsumerHandle[] = [];
   private abandoned = 0;
   private overflowReported = false;
   private readonly settings: { maxAttempts: number; timeoutMs: number; prefetch: number };
@@ -97,6 +117,8 @@ export class StageConsumer {
       handler: StageHandler;
       events?: StageEvents;
       prefetch?: number;
+      /** Share of slots the bulk lane gets while both lanes wait (BULK_LANE_SHARE). */
+      bulkShare?: number;
       /** Too many handlers overran their deadline and kept running: the process should be replaced. */
       onAbandonedOverflow?: (count: number) => void;
     },
@@ -111,28 +133,53 @@ export class StageConsumer {
   }
 
   start(): void {
-    const queue = this.deps.broker.topology.workQueue(this.deps.stage);
-    // Prefetch = in-flight messages per process: the back-pressure bound for this role.
-    this.handle = this.deps.broker.consume(queue, this.settings.prefetch, (msg, ch) => {
-      const entry: InFlight = { msg, ch, settled: false, abort: new AbortController(), started: Date.now(), about: { photoId: null, tenantId: null, attempt: 1 } };
-      this.inFlight.add(entry);
+    // Prefetch = handlers running at once per process: the back-pressure bound for this role.
+    this.handles = LANES.map((lane) =>
+      this.deps.broker.consume(this.deps.broker.topology.workQueue(this.deps.stage, lane), this.settings.prefetch, (msg, ch) => {
+        const entry: InFlight = { lane, msg, ch, settled: false, abort: new AbortController(), started: 0, about: { photoId: null, tenantId: null, attempt: 1 } };
+        this.inFlight.add(entry);
+        this.waiting[lane].push(entry);
+        this.pump();
+      }),
+    );
+  }
+
+  /** Starts waiting messages while slots are free, interactive first. */
+  private pump(): void {
+    while (!this.stopping && this.running < this.settings.prefetch) {
+      const lane = nextLane({ interactive: this.waiting.interactive.length, bulk: this.waiting.bulk.length }, this.startsSinceBulk, this.deps.bulkShare ?? 0.2);
+      const entry = lane ? this.waiting[lane].shift() : undefined;
+      if (!entry) return;
+      this.startsSinceBulk = entry.lane === 'bulk' ? 0 : this.startsSinceBulk + 1;
+      this.running++;
+      entry.started = Date.now();
       void this.process(entry).finally(() => {
+        this.running--;
         this.inFlight.delete(entry);
         // Checked once the message's outcome is settled, so a replacement never redoes it.
         if (!this.overflowReported && this.abandoned >= abandonedLimit(this.settings.prefetch)) {
           this.overflowReported = true;
           this.deps.onAbandonedOverflow?.(this.abandoned);
         }
+        this.pump();
       });
-    });
+    }
   }
 
   /**
-   * Graceful stop: no new deliveries, wait for in-flight handlers up to graceMs, then hand what
-   * is still held back to the broker (nack + requeue) so another worker picks it up.
+   * Graceful stop: no new deliveries; messages still waiting for a slot go back to the broker at
+   * once; running handlers get up to graceMs, then what is still held is handed back (nack +
+   * requeue) so another worker picks it up.
    */
   async stop(graceMs: number): Promise<void> {
-    await this.handle?.cancel();
+    this.stopping = true;
+    await Promise.all(this.handles.map((h) => h.cancel()));
+    for (const lane of LANES) {
+      for (const entry of this.waiting[lane].splice(0)) {
+        this.settle(entry, 'requeue');
+        this.inFlight.delete(entry);
+      }
+    }
     const deadline = Date.now() + graceMs;
     while (this.inFlight.size > 0 && Date.now() < deadline) await sleep(50);
     if (this.inFlight.size > 0) this.log.warn({ count: this.inFlight.size, graceMs }, 'grace period over: handing unfinished messages back to the broker');
@@ -279,7 +326,8 @@ export class StageConsumer {
   private async republishDelayed(entry: InFlight, headers: Record<string, unknown>, when: ScheduledDelay, set: Record<string, unknown>): Promise<boolean> {
     const { broker } = this.deps;
     try {
-      await broker.publishRaw(broker.topology.retryExchange, this.deps.stage, entry.msg.content, {
+      // Back through the delay queue to the lane it came from.
+      await broker.publishRaw(broker.topology.retryExchange, broker.topology.routingKey(this.deps.stage, entry.lane), entry.msg.content, {
         expiration: String(when.ttlMs),
         messageId: messageIdOf(entry.msg),
         headers: { ...stripBrokerHeaders(headers), [RETRY_LEVEL_HEADER]: when.level.label, ...set },
@@ -322,7 +370,7 @@ export class StageConsumer {
           [H.attempts]: attempt,
           [H.firstFailureAt]: headers[H.firstFailureAt] ?? now,
           [H.lastFailureAt]: now,
-          [H.originalRoutingKey]: this.deps.stage,
+          [H.originalRoutingKey]: broker.topology.routingKey(this.deps.stage, entry.lane),
           [H.deadLetteredAt]: now,
           'x-photo-id': message?.photoId,
           'x-tenant-id': message?.tenantId,

@@ -5,11 +5,17 @@ import { STAGES, type Config, type StageName } from '../shared/config.js';
  * The RabbitMQ topology, declared idempotently by every process at start-up (and again after
  * every reconnect) and exported to infra/rabbitmq/definitions.json for the management UI.
  *
- *   <p>            direct   routing key = stage      -> queue <p>.<stage>          (work)
+ *   <p>            direct   routing key = stage      -> queue <p>.<stage>          (work, interactive lane)
+ *                           routing key = bulk.stage -> queue <p>.bulk.<stage>     (work, bulk lane)
  *   <p>.retry      headers  pp-retry-level = <label> -> queue <p>.retry.<label>    (delay; expired
  *                                                      messages dead-letter back to <p> with
- *                                                      their stage routing key)
- *   <p>.dlx        direct   routing key = stage      -> queue <p>.dlq.<stage>      (dead letters)
+ *                                                      their lane's routing key)
+ *   <p>.dlx        direct   routing key = stage or bulk.stage -> queue <p>.dlq.<stage> (dead letters)
+ *
+ * Two lanes per stage: live uploads go through the interactive queues; bulk work (batch
+ * downloads, re-geocoding, a tenant with a large backlog) through the bulk queues. A worker takes
+ * from both with one concurrency budget, interactive first (stage-consumer.ts), so a backlog in
+ * the bulk lane never holds a live photo behind it.
  */
 
 export interface QueueSpec {
@@ -22,6 +28,9 @@ export interface BindingSpec {
   routingKey: string;
   arguments?: Record<string, unknown>;
 }
+export type Lane = 'interactive' | 'bulk';
+export const LANES: readonly Lane[] = ['interactive', 'bulk'];
+
 export interface Topology {
   workExchange: string;
   retryExchange: string;
@@ -29,7 +38,10 @@ export interface Topology {
   exchanges: { name: string; type: 'direct' | 'headers' }[];
   queues: QueueSpec[];
   bindings: BindingSpec[];
-  workQueue: (stage: StageName) => string;
+  /** The stage's work queue in a lane (interactive by default). */
+  workQueue: (stage: StageName, lane?: Lane) => string;
+  /** The routing key of a stage's work in a lane, on the work exchange (and through the delay queues). */
+  routingKey: (stage: StageName, lane?: Lane) => string;
   dlq: (stage: StageName) => string;
   retryLevels: { label: string; delayMs: number; queue: string }[];
 }
@@ -53,7 +65,8 @@ export function buildTopology(config: Pick<Config, 'AMQP_PREFIX' | 'QUEUE_TYPE' 
   const quorum = config.QUEUE_TYPE === 'quorum';
   const typeArgs = { 'x-queue-type': config.QUEUE_TYPE };
 
-  const workQueue = (stage: StageName) => `${p}.${stage}`;
+  const workQueue = (stage: StageName, lane: Lane = 'interactive') => (lane === 'bulk' ? `${p}.bulk.${stage}` : `${p}.${stage}`);
+  const routingKey = (stage: StageName, lane: Lane = 'interactive') => (lane === 'bulk' ? `bulk.${stage}` : stage);
   const dlq = (stage: StageName) => `${p}.dlq.${stage}`;
   const retryLevels = [...new Set(config.RETRY_DELAYS_MS)].map((delayMs) => ({
     label: delayLabel(delayMs),
@@ -64,18 +77,21 @@ export function buildTopology(config: Pick<Config, 'AMQP_PREFIX' | 'QUEUE_TYPE' 
   const queues: QueueSpec[] = [];
   const bindings: BindingSpec[] = [];
   for (const stage of STAGES) {
-    queues.push({
-      name: workQueue(stage),
-      arguments: {
-        ...typeArgs,
-        // Rejected messages and (quorum) messages past the delivery limit go to the stage's DLQ.
-        'x-dead-letter-exchange': deadLetterExchange,
-        ...(quorum ? { 'x-delivery-limit': config.QUEUE_DELIVERY_LIMIT } : {}),
-      },
-    });
-    bindings.push({ exchange: workExchange, queue: workQueue(stage), routingKey: stage });
+    for (const lane of LANES) {
+      queues.push({
+        name: workQueue(stage, lane),
+        arguments: {
+          ...typeArgs,
+          // Rejected messages and (quorum) messages past the delivery limit go to the stage's DLQ.
+          'x-dead-letter-exchange': deadLetterExchange,
+          ...(quorum ? { 'x-delivery-limit': config.QUEUE_DELIVERY_LIMIT } : {}),
+        },
+      });
+      bindings.push({ exchange: workExchange, queue: workQueue(stage, lane), routingKey: routingKey(stage, lane) });
+    }
     queues.push({ name: dlq(stage), arguments: { ...typeArgs } });
-    bindings.push({ exchange: deadLetterExchange, queue: dlq(stage), routingKey: stage });
+    // The broker dead-letters with the message's own routing key: one binding per lane.
+    for (const lane of LANES) bindings.push({ exchange: deadLetterExchange, queue: dlq(stage), routingKey: routingKey(stage, lane) });
   }
   for (const level of retryLevels) {
     queues.push({
@@ -107,6 +123,7 @@ export function buildTopology(config: Pick<Config, 'AMQP_PREFIX' | 'QUEUE_TYPE' 
     queues,
     bindings,
     workQueue,
+    routingKey,
     dlq,
     retryLevels,
   };

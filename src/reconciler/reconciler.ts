@@ -48,7 +48,7 @@ export async function reconcileOnce(deps: ReconcilerDeps, opts: { staleMs: numbe
   const report: ReconcileReport = { examined: 0, republished: [], deferred: [], dryRun: opts.dryRun };
   const depth = new Map<StageName, number>();
   const depthOf = async (stage: StageName) => {
-    if (!depth.has(stage)) depth.set(stage, await deps.broker.queueDepth(deps.broker.topology.workQueue(stage)));
+    if (!depth.has(stage)) depth.set(stage, await deps.broker.stageDepth(stage));
     return depth.get(stage) ?? 0;
   };
   const shieldUntil = Date.now() - BACKLOG_SHIELD_THRESHOLDS * opts.staleMs;
@@ -70,7 +70,7 @@ export async function reconcileOnce(deps: ReconcilerDeps, opts: { staleMs: numbe
       if (ready.length === 0) continue;
       report.republished.push({ photoId: photo.id, stages: ready });
       if (opts.dryRun) continue;
-      const msg = { v: 1 as const, photoId: photo.id, tenantId: photo.tenantId };
+      const msg = { v: 1 as const, photoId: photo.id, tenantId: photo.tenantId, ...(photo.lane === 'bulk' ? { lane: photo.lane } : {}) };
       for (const stage of ready) await deps.broker.publishToStage(stage, msg, { 'x-republished-by': 'reconciler' });
       await deps.stages.touchProgress(photo.id);
     }

@@ -42,6 +42,20 @@ const perStageInts = z.string().transform((s, ctx) => {
   return out;
 });
 
+/** "acme=120/500,big=0/100000" -> per tenant: uploads per minute / photos in flight (0 = no limit). */
+const tenantLimits = z.string().transform((s, ctx) => {
+  const out: Record<string, { uploadsPerMinute: number; maxInFlight: number }> = {};
+  for (const part of s.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const m = /^([a-zA-Z0-9][a-zA-Z0-9_-]{0,62})=(\d+)\/(\d+)$/.exec(part);
+    if (!m?.[1] || m[2] === undefined || m[3] === undefined) {
+      ctx.addIssue({ code: 'custom', message: `bad entry "${part}": expected tenant=uploadsPerMinute/maxInFlight (0 = no limit)` });
+      return z.NEVER;
+    }
+    out[m[1]] = { uploadsPerMinute: Number(m[2]), maxInFlight: Number(m[3]) };
+  }
+  return out;
+});
+
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -119,6 +133,15 @@ const envSchema = z.object({
   SHED_INGEST_QUEUE_MAX: intFromEnv(0).default(0),
   SHED_CHECK_INTERVAL_MS: intFromEnv(50).default(1_000),
 
+  /** Per-tenant admission: uploads per minute and photos in flight (429 above; 0 = no limit). */
+  TENANT_UPLOADS_PER_MINUTE: intFromEnv(0).default(1_200),
+  TENANT_MAX_IN_FLIGHT: intFromEnv(0).default(10_000),
+  TENANT_LIMITS: tenantLimits.default({}),
+  /** A tenant with more photos in flight than this gets its new ones in the bulk lane (0 = never). */
+  BULK_LANE_THRESHOLD: intFromEnv(0).default(50),
+  /** Share of a worker's slots the bulk lane gets while both lanes have work waiting. */
+  BULK_LANE_SHARE: z.coerce.number().min(0).max(1).default(0.2),
+
   SHUTDOWN_GRACE_MS: intFromEnv(100).default(15_000),
 
   ADMIN_API_KEY: z.string().min(16).optional(),
@@ -148,6 +171,22 @@ export function longestRetryDelayMs(c: Pick<Env, 'RETRY_DELAYS_MS' | 'RETRY_JITT
   return Math.ceil(Math.max(...c.RETRY_DELAYS_MS) * (1 + c.RETRY_JITTER));
 }
 
+/**
+ * What a production process must not run with: the local defaults (the Postgres superuser, RabbitMQ's
+ * guest account, the local S3 stand-in's keys), which are fine on a laptop and wrong anywhere else.
+ */
+function developmentDefaults(present: Record<string, string | undefined>, e: Env): string[] {
+  const out: string[] = [];
+  for (const name of ['DATABASE_URL', 'REDIS_URL', 'AMQP_URL', 'S3_ENDPOINT'] as const) {
+    if (present[name] === undefined) out.push(`${name}: must be set (the default points at a local development service)`);
+  }
+  const db = new URL(e.DATABASE_URL);
+  if (decodeURIComponent(db.username) === 'postgres' || db.username === '') out.push('DATABASE_URL: connects as the Postgres superuser; use a role of its own');
+  if (decodeURIComponent(new URL(e.AMQP_URL).username) === 'guest') out.push("AMQP_URL: uses RabbitMQ's guest account; use a user of its own");
+  if (e.S3_ACCESS_KEY_ID === 'S3RVER') out.push('S3_ACCESS_KEY_ID: the local development S3 server\'s key');
+  return out;
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // An empty variable (VAR= in a compose file or a shell) means "not set", as orchestrators use it.
   const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
@@ -157,6 +196,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
+  if (e.NODE_ENV === 'production') {
+    const unsafe = developmentDefaults(present, e);
+    if (unsafe.length > 0) throw new ConfigError(`invalid configuration (NODE_ENV=production refuses development defaults):\n${unsafe.map((l) => `  ${l}`).join('\n')}`);
+  }
   // A failed photo's bytes must outlive every retry wait, or an operator could never replay it.
   if (e.FAILED_RETENTION_SECONDS * 1000 < longestRetryDelayMs(e)) {
     throw new ConfigError(

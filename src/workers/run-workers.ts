@@ -73,6 +73,7 @@ export async function runWorkers(config: Config, roles: StageName[], opts: { pre
         log,
         stage,
         events,
+        bulkShare: config.BULK_LANE_SHARE,
         handler: withFault(stageRunner(deps, PIPELINE, stage, runtimes.get(stage) as StageRuntime), faults[stage]),
         prefetch: opts.prefetch,
         onAbandonedOverflow: (count) => {

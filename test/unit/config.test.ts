@@ -44,4 +44,17 @@ describe('configuration', () => {
   it('computes the longest retry wait with jitter', () => {
     assert.equal(longestRetryDelayMs({ RETRY_DELAYS_MS: [1_000, 600_000], RETRY_JITTER: 0.2 }), 720_000);
   });
+  it('refuses development defaults when NODE_ENV=production', () => {
+    assert.throws(() => loadConfig({ NODE_ENV: 'production' }), (err: unknown) => err instanceof ConfigError && /DATABASE_URL: must be set/.test(err.message) && /AMQP_URL: must be set/.test(err.message) && /S3_ENDPOINT: must be set/.test(err.message));
+    const prod = { NODE_ENV: 'production', REDIS_URL: 'redis://redis:6379', S3_ENDPOINT: 'http://s3:9000' };
+    assert.throws(() => loadConfig({ ...prod, DATABASE_URL: 'postgres://postgres:pw@db/photopipe', AMQP_URL: 'amqp://app:pw@mq' }), /Postgres superuser/);
+    assert.throws(() => loadConfig({ ...prod, DATABASE_URL: 'postgres://app:pw@db/photopipe', AMQP_URL: 'amqp://guest:guest@mq' }), /guest account/);
+    assert.throws(() => loadConfig({ ...prod, DATABASE_URL: 'postgres://app:pw@db/photopipe', AMQP_URL: 'amqp://app:pw@mq', S3_ACCESS_KEY_ID: 'S3RVER', S3_SECRET_ACCESS_KEY: 'S3RVER' }), /development S3/);
+    assert.equal(loadConfig({ ...prod, DATABASE_URL: 'postgres://app:pw@db/photopipe', AMQP_URL: 'amqp://app:pw@mq' }).NODE_ENV, 'production');
+  });
+
+  it('refuses a failed-photo retention shorter than the retry schedule', () => {
+    assert.throws(() => loadConfig({ FAILED_RETENTION_SECONDS: '60' }), /FAILED_RETENTION_SECONDS: 60 s is shorter than the longest retry delay/);
+    assert.equal(loadConfig({ FAILED_RETENTION_SECONDS: '5', RETRY_DELAYS_MS: '100,200' }).FAILED_RETENTION_SECONDS, 5);
+  });
 });

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { HttpError, PermanentError, ServiceUnavailableError, UnavailableError } from '../../shared/errors.js';
 import { PHOTO_STATUSES } from '../../db/photos/photo-row.js';
 import { acceptPhoto, type RejectionCode } from '../../pipeline/accept-photo.js';
+import { TenantLimitError } from '../../pipeline/tenant-load.js';
 import { sanitizeFilename } from '../filename.js';
 import { toPhotoView } from '../photo-view.js';
 import type { ApiDeps } from '../api-deps.js';
@@ -72,7 +73,15 @@ const REJECTION_STATUS: Record<RejectionCode, number> = { empty_body: 400, unsup
 
 export function registerPhotoRoutes(app: FastifyInstance, deps: ApiDeps, auth: Authenticator): void {
   const { config, photos } = deps;
-  const acceptDeps = { config, blobs: deps.blobs, intake: photos.intake, broker: deps.broker, log: deps.log, sheddingReason: () => deps.shedder.sheddingReason };
+  const acceptDeps = {
+    config,
+    blobs: deps.blobs,
+    intake: photos.intake,
+    broker: deps.broker,
+    log: deps.log,
+    sheddingReason: () => deps.shedder.sheddingReason,
+    lanes: deps.tenantLoad,
+  };
   const statusUrl = (req: FastifyRequest, id: string) => {
     const base = config.PUBLIC_BASE_URL ?? `${req.protocol}://${req.host}`;
     return `${base.replace(/\/$/, '')}/v1/photos/${id}`;
@@ -80,9 +89,16 @@ export function registerPhotoRoutes(app: FastifyInstance, deps: ApiDeps, auth: A
 
   // Key and load are checked in onRequest, before a possibly large body is read.
   const admit = async (req: FastifyRequest) => {
-    await auth.tenantOf(req);
+    const tenantId = await auth.tenantOf(req);
     const shedding = deps.shedder.sheddingReason;
     if (shedding) throw new ServiceUnavailableError(`overloaded, try again later (${shedding})`, 10);
+    try {
+      await deps.tenantLoad.admit(tenantId);
+    } catch (err) {
+      if (err instanceof TenantLimitError) throw new HttpError(429, err.code, err.message, { 'retry-after': String(err.retryAfterSeconds) });
+      if (err instanceof UnavailableError) throw new ServiceUnavailableError(err.message, err.retryAfterSeconds);
+      throw err;
+    }
   };
 
   app.post('/v1/photos', { onRequest: admit }, async (req, reply) => {

@@ -3,6 +3,7 @@ import type { PhotoFacts, StageState } from '../../pipeline/graph.js';
 
 export type { StageState };
 export type PhotoStatus = 'queued' | 'processing' | 'complete' | 'duplicate' | 'failed';
+export type PhotoLane = 'interactive' | 'bulk';
 export const PHOTO_STATUSES = ['queued', 'processing', 'complete', 'duplicate', 'failed'] as const satisfies readonly PhotoStatus[];
 export type VariantKind = 'original' | 'framed' | 'thumbnail';
 export type Stages = Partial<Record<StageName, StageState>>;
@@ -34,6 +35,7 @@ export interface PhotoRow {
   id: string;
   tenantId: string;
   status: PhotoStatus;
+  lane: PhotoLane;
   sha256: string | null;
   duplicateOf: string | null;
   originalName: string | null;
@@ -55,6 +57,7 @@ export interface PhotoDbRow {
   id: string;
   tenant_id: string;
   status: PhotoStatus;
+  lane: PhotoLane;
   sha256: string | null;
   duplicate_of: string | null;
   original_name: string | null;
@@ -74,7 +77,7 @@ export interface PhotoDbRow {
 }
 
 export const PHOTO_COLUMNS = [
-  'id', 'tenant_id', 'status', 'sha256', 'duplicate_of', 'original_name', 'content_type', 'file', 'exif',
+  'id', 'tenant_id', 'status', 'lane', 'sha256', 'duplicate_of', 'original_name', 'content_type', 'file', 'exif',
   'gps_lat', 'gps_lon', 'gps_alt', 'place', 'stages', 'error', 'created_at', 'updated_at', 'progressed_at', 'completed_at',
 ] as const satisfies readonly (keyof PhotoDbRow)[];
 
@@ -86,6 +89,7 @@ export function toPhotoRow(r: PhotoDbRow): PhotoRow {
     id: r.id,
     tenantId: r.tenant_id,
     status: r.status,
+    lane: r.lane,
     sha256: r.sha256,
     duplicateOf: r.duplicate_of,
     originalName: r.original_name,
