@@ -31,6 +31,11 @@ export interface StageSpec<N extends string = string> {
   reads: readonly BlobKind[];
   /** Blobs the stage may write (checked: every blob a stage reads is written by an earlier stage, or accepted). */
   writes: readonly BlobKind[];
+  /**
+   * A terminal failure does not fail the photo: the stage is recorded failed (its dead letter can be
+   * replayed), counts as finished for what follows and for completion, and the photo goes on.
+   */
+  bestEffort?: boolean;
   /** Defaults for STAGE_PREFETCH and STAGE_TIMEOUT_MS. */
   defaults: { prefetch: number; timeoutMs: number };
   description: string;
@@ -50,7 +55,15 @@ export interface PipelineGraph<N extends string = string> {
 /** Blobs that exist before any stage runs: what acceptPhoto stores. */
 export const ACCEPTED_BLOBS: readonly BlobKind[] = ['raw'];
 
-const isFinished = (s: StageState | undefined): boolean => s === 'done' || s === 'skipped';
+/** Done or skipped; a best-effort stage's failure is finished too. */
+export function isFinished<N extends string>(g: PipelineGraph<N>, stage: N, state: StageState | undefined): boolean {
+  return state === 'done' || state === 'skipped' || (state === 'failed' && g.spec[stage].bestEffort === true);
+}
+
+/** The stages whose failure does not fail a photo (completion treats their failure as finished). */
+export function bestEffortStages<N extends string>(g: PipelineGraph<N>): N[] {
+  return g.stages.filter((s) => g.spec[s].bestEffort === true);
+}
 
 /**
  * Validates a declaration: exactly one entry stage, predecessors that exist and come earlier in
@@ -101,13 +114,13 @@ export interface NextStages<N extends string> {
 export function nextStages<N extends string>(g: PipelineGraph<N>, states: StageStates<N>, facts: PhotoFacts, justFinished: readonly N[]): NextStages<N> {
   const now: StageStates<N> = { ...states };
   const finished = new Set<N>(justFinished);
-  for (const s of justFinished) if (!isFinished(now[s])) now[s] = 'done';
+  for (const s of justFinished) if (!isFinished(g, s, now[s])) now[s] = 'done';
   const out: NextStages<N> = { publish: [], skip: [] };
   for (const s of g.stages) {
     const spec = g.spec[s];
     if ((now[s] ?? 'pending') !== 'pending') continue;
     if (!spec.after.some((d) => finished.has(d))) continue;
-    if (!spec.after.every((d) => isFinished(now[d]))) continue;
+    if (!spec.after.every((d) => isFinished(g, d, now[d]))) continue;
     if (spec.when && !spec.when.test(facts)) {
       out.skip.push(s);
       now[s] = 'skipped';
@@ -127,12 +140,12 @@ export function nextStages<N extends string>(g: PipelineGraph<N>, states: StageS
  */
 export function waitingStages<N extends string>(g: PipelineGraph<N>, status: string, states: StageStates<N>): N[] {
   if (status === 'queued' || states[g.entry] !== 'done') return [g.entry];
-  return g.stages.filter((s) => (states[s] ?? 'pending') === 'pending' && g.spec[s].after.every((d) => isFinished(states[d])));
+  return g.stages.filter((s) => (states[s] ?? 'pending') === 'pending' && g.spec[s].after.every((d) => isFinished(g, d, states[d])));
 }
 
-/** A photo is complete when every stage of the graph is done or skipped. */
+/** A photo is complete when every stage of the graph is done or skipped (or failed, for a best-effort stage). */
 export function isComplete<N extends string>(g: PipelineGraph<N>, states: StageStates<N>): boolean {
-  return g.stages.every((s) => isFinished(states[s]));
+  return g.stages.every((s) => isFinished(g, s, states[s]));
 }
 
 /**
@@ -142,7 +155,7 @@ export function isComplete<N extends string>(g: PipelineGraph<N>, states: StageS
  */
 export function droppableBlobs<N extends string>(g: PipelineGraph<N>, states: StageStates<N>, justFinished: readonly N[]): BlobKind[] {
   const candidates = new Set<BlobKind>(justFinished.flatMap((s) => g.spec[s].reads));
-  return [...candidates].filter((blob) => g.stages.every((s) => !g.spec[s].reads.includes(blob) || isFinished(states[s])));
+  return [...candidates].filter((blob) => g.stages.every((s) => !g.spec[s].reads.includes(blob) || isFinished(g, s, states[s])));
 }
 
 /**

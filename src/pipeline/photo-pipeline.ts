@@ -3,7 +3,7 @@ import { defineGraph } from './graph.js';
 /**
  * The photo pipeline, declared once:
  *
- *   ingest ─┬─ exif ── geocode (when the photo has GPS)
+ *   ingest ─┬─ exif ── geocode (when the photo has GPS; best effort)
  *           ├─ frame ─────┐
  *           └─ thumbnail ─┴─ upload
  *
@@ -29,10 +29,12 @@ export const PIPELINE = defineGraph({
   geocode: {
     after: ['exif'],
     when: { label: 'has GPS', test: (f) => f.gps !== null },
+    // A geocoder down past the retry policy leaves the photo complete without a place.
+    bestEffort: true,
     reads: [],
     writes: [],
     defaults: { prefetch: 16, timeoutMs: 20_000 },
-    description: 'records coordinates (place resolution lands in its own issue)',
+    description: 'reverse geocoding: the nearest town (offline data or GeoNames) as a Place',
   },
   frame: {
     after: ['ingest'],

@@ -43,7 +43,7 @@ export interface FailureRecorder {
    * already succeeded or the photo is final (a duplicate delivery failed late): nothing to record
    * and nothing to dead-letter. 'missing' when there is no such photo.
    */
-  recordFailure(msg: Pick<StageMessage, 'photoId' | 'tenantId'>, failure: Failure): Promise<'recorded' | 'moot' | 'missing'>;
+  recordFailure(msg: StageMessage, failure: Failure): Promise<'recorded' | 'moot' | 'missing'>;
   /**
    * A retry was scheduled: the photo is alive, only waiting. Counting this as progress keeps the
    * reconciler from taking a photo that is working through its retries for a stuck one.

@@ -142,6 +142,18 @@ const envSchema = z.object({
   /** Share of a worker's slots the bulk lane gets while both lanes have work waiting. */
   BULK_LANE_SHARE: z.coerce.number().min(0).max(1).default(0.2),
 
+  /** Reverse geocoding: the bundled offline data (default, no set-up) or the GeoNames web service. */
+  GEOCODER: z.enum(['offline', 'geonames']).default('offline'),
+  /** No town farther than this from the photo (km); beyond it the country at most. */
+  PLACE_MAX_DISTANCE_KM: z.coerce.number().positive().max(500).default(25),
+  GEONAMES_USERNAME: z.string().min(1).optional(),
+  GEONAMES_BASE_URL: z.url().default('http://api.geonames.org'),
+  /** The call budget shared by every geocode process (GeoNames' free tier: ~1,000 credits an hour per username). */
+  GEONAMES_CALLS_PER_WINDOW: intFromEnv(1).default(300),
+  GEONAMES_WINDOW_SECONDS: intFromEnv(1).default(3_600),
+  GEONAMES_CACHE_TTL_SECONDS: intFromEnv(1).default(30 * 24 * 3_600),
+  GEONAMES_TIMEOUT_MS: intFromEnv(100).default(10_000),
+
   SHUTDOWN_GRACE_MS: intFromEnv(100).default(15_000),
 
   ADMIN_API_KEY: z.string().min(16).optional(),
@@ -196,6 +208,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
+  if (e.GEOCODER === 'geonames' && !e.GEONAMES_USERNAME) throw new ConfigError('invalid configuration:\n  GEONAMES_USERNAME: required when GEOCODER=geonames');
   if (e.NODE_ENV === 'production') {
     const unsafe = developmentDefaults(present, e);
     if (unsafe.length > 0) throw new ConfigError(`invalid configuration (NODE_ENV=production refuses development defaults):\n${unsafe.map((l) => `  ${l}`).join('\n')}`);

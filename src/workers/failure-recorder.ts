@@ -1,7 +1,11 @@
 import type { Logger } from '../shared/logger.js';
+import type { Broker } from '../queues/broker.js';
+import { PIPELINE } from '../pipeline/photo-pipeline.js';
+import { afterCommit } from './stage-runner.js';
 import type { BlobStore } from '../shared/blob-store.js';
 import type { ParkedBlobs } from '../shared/parked-blobs.js';
 import type { FailureRecorder } from '../queues/stage-consumer.js';
+import type { StageMessage } from '../queues/messages.js';
 import type { PhotoRepos } from '../db/photos/index.js';
 import type { PhotoRef } from '../db/photos/photo-row.js';
 
@@ -9,16 +13,25 @@ import type { PhotoRef } from '../db/photos/photo-row.js';
  * Writes a stage's outcome where users and the reconciler see it, and, when a photo becomes
  * failed, parks its bytes in S3 so that they stop counting against Redis memory while they wait
  * for a replay. Parking runs after the failure is recorded and does not hold up the dead letter;
- * if it fails (S3 away), the reconciler parks the photo later.
+ * if it fails (S3 away), the reconciler parks the photo later. A best-effort stage's failure
+ * (geocode) does not fail the photo: it is recorded on the stage, and what follows goes on.
  */
 export class PhotoFailureRecorder implements FailureRecorder {
   private readonly parking = new Set<Promise<void>>();
 
   constructor(
-    private readonly deps: { photos: PhotoRepos; blobs: BlobStore; parked: ParkedBlobs; log: Logger },
+    private readonly deps: { photos: PhotoRepos; blobs: BlobStore; parked: ParkedBlobs; broker: Broker; log: Logger },
   ) {}
 
-  async recordFailure(ref: PhotoRef, f: Parameters<FailureRecorder['recordFailure']>[1]): Promise<'recorded' | 'moot' | 'missing'> {
+  async recordFailure(ref: StageMessage, f: Parameters<FailureRecorder['recordFailure']>[1]): Promise<'recorded' | 'moot' | 'missing'> {
+    if (this.deps.photos.stages.isBestEffort(f.stage)) {
+      const r = await this.deps.photos.stages.recordBestEffortFailure(ref, f);
+      if (r.outcome !== 'recorded') return r.outcome;
+      const log = this.deps.log.child({ photoId: ref.photoId, tenantId: ref.tenantId, stage: f.stage });
+      log.warn({ code: f.code }, 'best-effort stage failed: the photo goes on without it');
+      await afterCommit(this.deps, PIPELINE, ref, r.completion, [f.stage], log);
+      return 'recorded';
+    }
     const outcome = await this.deps.photos.stages.recordFailure(ref, f);
     if (outcome === 'recorded') {
       const p = this.park(ref).finally(() => this.parking.delete(p));

@@ -49,7 +49,7 @@ export async function runWorkers(config: Config, roles: StageName[], opts: { pre
     frames: new FrameRepo(res.db),
   };
   const events = new StageEvents();
-  const recorder = new PhotoFailureRecorder({ photos: deps.photos, blobs: deps.blobs, parked, log });
+  const recorder = new PhotoFailureRecorder({ photos: deps.photos, blobs: deps.blobs, parked, broker: res.broker, log });
   res.releasers.add('parking', () => recorder.drain(config.SHUTDOWN_GRACE_MS));
 
   // Every stage is created (indexes loaded, limiters connected) before any consumes.

@@ -4,7 +4,8 @@ import type { StageMessage } from '../queues/messages.js';
 import { decisionsAt, droppableBlobs, nextStages, type PipelineGraph } from '../pipeline/graph.js';
 import type { StageName } from '../pipeline/photo-pipeline.js';
 import { factsOf } from '../db/photos/photo-row.js';
-import type { StageView } from '../db/photos/stage-state-repo.js';
+import type { StageCompletion, StageView } from '../db/photos/stage-state-repo.js';
+import type { Logger } from '../shared/logger.js';
 import type { BlobKind } from '../shared/blob-store.js';
 import type { StageDeps, StageResult, StageRuntime } from './stage-module.js';
 
@@ -56,15 +57,31 @@ async function finish(
   const decided = decisionsAt(graph, stage, photo.stages, facts);
   const committed = await deps.photos.stages.completeStage(msg, stage, { state, pending: decided.pending, skip: decided.skip, columns: result?.columns });
   if (!committed) throw new PermanentError('unknown_photo', `photo ${msg.photoId} disappeared`);
+  await afterCommit(deps, graph, msg, committed, [stage, ...decided.skip], ctx.log);
+}
+
+/**
+ * What follows a commit of finished stages: later stages that concurrent commits made ready are
+ * recorded as skipped (condition false) or published, blobs nobody reads any more are dropped, and
+ * the photo's completion is logged. Also used after a best-effort stage's terminal failure.
+ */
+export async function afterCommit(
+  deps: Pick<StageDeps, 'photos' | 'broker' | 'blobs'>,
+  graph: PipelineGraph<StageName>,
+  msg: StageMessage,
+  committed: StageCompletion,
+  justFinished: StageName[],
+  log: Logger,
+): Promise<void> {
   let { row, justCompleted } = committed;
   if (row.status === 'duplicate') {
     // A failed photo that came back (a late success) after its content was processed again under
     // another photo: it is that one's duplicate now, and nothing follows.
     await deps.blobs.delete(msg.photoId, allBlobs(graph));
-    ctx.log.info({ duplicateOf: row.duplicateOf }, 'content already owned by another photo');
+    log.info({ duplicateOf: row.duplicateOf }, 'content already owned by another photo');
     return;
   }
-  const finished: StageName[] = [stage, ...decided.skip];
+  const finished = [...justFinished];
   // Concurrent commits may have made more stages ready than this commit could see before it.
   const next = nextStages(graph, row.stages, factsOf(row), finished);
   if (next.skip.length > 0) {
@@ -76,10 +93,10 @@ async function finish(
     finished.push(...next.skip);
   }
   for (const n of next.publish) await deps.broker.publishToStage(n, msg);
-  if (next.publish.length > 0) ctx.log.debug({ next: next.publish }, 'published next stages');
+  if (next.publish.length > 0) log.debug({ next: next.publish }, 'published next stages');
   const drop = droppableBlobs(graph, row.stages, finished);
   if (drop.length > 0) await deps.blobs.delete(msg.photoId, drop);
-  if (justCompleted) ctx.log.info({ totalMs: Date.now() - row.createdAt.getTime() }, 'photo complete');
+  if (justCompleted) log.info({ totalMs: Date.now() - row.createdAt.getTime() }, 'photo complete');
 }
 
 function allBlobs(graph: PipelineGraph<StageName>): BlobKind[] {

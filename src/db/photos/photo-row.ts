@@ -44,8 +44,11 @@ export interface PhotoRow {
   exif: Record<string, unknown> | null;
   gps: GpsPoint | null;
   place: Record<string, unknown> | null;
+  placeId: number | null;
   stages: Stages;
   error: PhotoError | null;
+  /** Failures of best-effort stages (they did not fail the photo). */
+  stageErrors: Record<string, PhotoError> | null;
   createdAt: Date;
   updatedAt: Date;
   progressedAt: Date;
@@ -68,8 +71,10 @@ export interface PhotoDbRow {
   gps_lon: number | null;
   gps_alt: number | null;
   place: Record<string, unknown> | null;
+  place_id: string | null;
   stages: Stages | null;
   error: PhotoError | null;
+  stage_errors: Record<string, PhotoError> | null;
   created_at: Date;
   updated_at: Date;
   progressed_at: Date;
@@ -78,7 +83,7 @@ export interface PhotoDbRow {
 
 export const PHOTO_COLUMNS = [
   'id', 'tenant_id', 'status', 'lane', 'sha256', 'duplicate_of', 'original_name', 'content_type', 'file', 'exif',
-  'gps_lat', 'gps_lon', 'gps_alt', 'place', 'stages', 'error', 'created_at', 'updated_at', 'progressed_at', 'completed_at',
+  'gps_lat', 'gps_lon', 'gps_alt', 'place', 'place_id', 'stages', 'error', 'stage_errors', 'created_at', 'updated_at', 'progressed_at', 'completed_at',
 ] as const satisfies readonly (keyof PhotoDbRow)[];
 
 /** The column list for SELECT/RETURNING, optionally qualified with a table alias. */
@@ -98,8 +103,11 @@ export function toPhotoRow(r: PhotoDbRow): PhotoRow {
     exif: r.exif,
     gps: r.gps_lat === null || r.gps_lon === null ? null : { lat: r.gps_lat, lon: r.gps_lon, alt: r.gps_alt },
     place: r.place,
+    // bigint comes back as text from pg; GeoNames ids fit in a double.
+    placeId: r.place_id === null ? null : Number(r.place_id),
     stages: r.stages ?? {},
     error: r.error,
+    stageErrors: r.stage_errors,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
     progressedAt: r.progressed_at,

@@ -1,5 +1,5 @@
 import type { Db } from '../../shared/db.js';
-import type { PipelineGraph } from '../../pipeline/graph.js';
+import { bestEffortStages, type PipelineGraph } from '../../pipeline/graph.js';
 import type { StageName } from '../../pipeline/photo-pipeline.js';
 import { isUniqueViolation, OWNS_CONTENT, photoColumns, toPhotoRow, type FileInfo, type PhotoDbRow, type PhotoRef, type PhotoRow, type PhotoStatus, type Stages, type StageState } from './photo-row.js';
 import { assignments, type StageColumns } from './stage-columns.js';
@@ -33,6 +33,13 @@ export interface StageCommit {
   columns?: StageColumns;
 }
 
+interface CommitOptions {
+  /** Commit only while this stage is not done (a late failure of a stage that succeeded is moot). */
+  unlessDone?: StageName;
+  /** A best-effort stage's failure, merged into stage_errors. */
+  stageError?: Record<string, unknown>;
+}
+
 export interface StageCompletion {
   row: PhotoRow;
   /** True for exactly one caller: the one whose update made the photo complete. */
@@ -53,12 +60,18 @@ export interface StageFailure {
  */
 export class StageStateRepo {
   private readonly allStages: string[];
+  private readonly bestEffort: string[];
 
   constructor(
     private readonly db: Db,
     graph: PipelineGraph<StageName>,
   ) {
     this.allStages = [...graph.stages];
+    this.bestEffort = bestEffortStages(graph);
+  }
+
+  isBestEffort(stage: StageName): boolean {
+    return this.bestEffort.includes(stage);
   }
 
   async stageView(id: string): Promise<StageView | null> {
@@ -83,12 +96,25 @@ export class StageStateRepo {
     const set: Partial<Record<StageName, StageState>> = {};
     for (const s of c.skip ?? []) set[s] = 'skipped';
     set[stage] = c.state ?? 'done';
-    return this.commit(ref, init, set, c.columns);
+    return this.commit(ref, init, set, c.columns, {});
   }
 
   /** Records stages as skipped (a condition found false after a concurrent commit made them ready). */
   async markSkipped(ref: PhotoRef, stages: readonly StageName[]): Promise<StageCompletion | null> {
-    return this.commit(ref, {}, Object.fromEntries(stages.map((s) => [s, 'skipped'])), undefined);
+    return this.commit(ref, {}, Object.fromEntries(stages.map((s) => [s, 'skipped'])), undefined, {});
+  }
+
+  /**
+   * The terminal failure of a best-effort stage (geocode): recorded as the stage's state and in
+   * stage_errors, without failing the photo, which completes if nothing else is left. Moot when
+   * the stage had already succeeded.
+   */
+  async recordBestEffortFailure(ref: PhotoRef, f: StageFailure): Promise<{ outcome: 'recorded'; completion: StageCompletion } | { outcome: 'moot' | 'missing' }> {
+    const error = { code: f.code, reason: f.reason, errorClass: f.errorClass, attempts: f.attempts, at: new Date().toISOString() };
+    const completion = await this.commit(ref, {}, { [f.stage]: 'failed' }, undefined, { unlessDone: f.stage, stageError: { [f.stage]: error } });
+    if (completion) return { outcome: 'recorded', completion };
+    const { rows } = await this.db.query(`SELECT 1 FROM photos WHERE id = $1 AND tenant_id = $2`, [ref.photoId, ref.tenantId]);
+    return { outcome: rows.length > 0 ? 'moot' : 'missing' };
   }
 
   /** `init` fills states not recorded yet, `set` overwrites. */
@@ -97,9 +123,10 @@ export class StageStateRepo {
     init: Partial<Record<StageName, StageState>>,
     set: Partial<Record<StageName, StageState>>,
     columns: StageColumns | undefined,
+    o: CommitOptions,
   ): Promise<StageCompletion | null> {
     try {
-      return await this.commitOnce(ref, init, set, columns);
+      return await this.commitOnce(ref, init, set, columns, o);
     } catch (err) {
       // A failed photo does not own its content (the unique index leaves it out); one that comes
       // back to life after the same bytes were uploaded again and processed is a duplicate of that one.
@@ -115,19 +142,35 @@ export class StageStateRepo {
     init: Partial<Record<StageName, StageState>>,
     set: Partial<Record<StageName, StageState>>,
     columns: StageColumns | undefined,
+    o: CommitOptions,
   ): Promise<StageCompletion | null> {
-    const params: unknown[] = [ref.photoId, JSON.stringify(set), this.allStages, JSON.stringify(init), ref.tenantId];
+    // A stage that finishes clears its own best-effort error.
+    const cleared = Object.entries(set).filter(([, v]) => v === 'done' || v === 'skipped').map(([k]) => k);
+    const params: unknown[] = [
+      ref.photoId,
+      JSON.stringify(set),
+      this.allStages,
+      JSON.stringify(init),
+      ref.tenantId,
+      this.bestEffort,
+      o.unlessDone ?? null,
+      o.stageError ? JSON.stringify(o.stageError) : null,
+      cleared,
+    ];
     const extra = assignments(columns, params);
     // The locking read in `old` waits for a concurrent finisher and then sees its committed
     // stages (a plain read in the same statement would see the older snapshot and lose its write).
     const { rows } = await this.db.query<PhotoDbRow & { just_completed: boolean }>(
-      `WITH old AS (SELECT id, status, stages, error FROM photos WHERE id = $1 AND tenant_id = $5 FOR UPDATE),
+      `WITH old AS (SELECT id, status, stages, error FROM photos
+                   WHERE id = $1 AND tenant_id = $5 AND ($7::text IS NULL OR COALESCE(stages ->> $7, 'pending') <> 'done') FOR UPDATE),
        merged AS (SELECT id, status AS old_status, error AS old_error, ($4::jsonb || stages || $2::jsonb) AS stages FROM old),
        judged AS (
          SELECT id, old_status, old_error, stages,
-           (SELECT s.key FROM jsonb_each_text(merged.stages) s WHERE s.value = 'failed' ORDER BY s.key LIMIT 1) AS still_failed,
+           (SELECT s.key FROM jsonb_each_text(merged.stages) s WHERE s.value = 'failed' AND NOT (s.key = ANY($6::text[])) ORDER BY s.key LIMIT 1) AS still_failed,
            NOT EXISTS (
-             SELECT 1 FROM unnest($3::text[]) AS s(name) WHERE COALESCE(merged.stages ->> s.name, 'pending') NOT IN ('done', 'skipped')) AS all_finished
+             SELECT 1 FROM unnest($3::text[]) AS s(name)
+             WHERE COALESCE(merged.stages ->> s.name, 'pending') NOT IN ('done', 'skipped')
+               AND NOT (merged.stages ->> s.name = 'failed' AND s.name = ANY($6::text[]))) AS all_finished
          FROM merged),
        fin AS (
          SELECT id, old_status, old_error, stages, still_failed,
@@ -143,6 +186,7 @@ export class StageStateRepo {
                       WHEN fin.old_error ->> 'stage' <> fin.still_failed THEN jsonb_build_object('stage', fin.still_failed, 'reason', 'still failed: replay its dead letter too')
                       ELSE p.error END,
          completed_at = CASE WHEN fin.completes THEN now() ELSE p.completed_at END,
+         stage_errors = NULLIF((COALESCE(p.stage_errors, '{}'::jsonb) - $9::text[]) || COALESCE($8::jsonb, '{}'::jsonb), '{}'::jsonb),
          ${extra.map((a) => `${a},`).join('\n         ')}
          updated_at = now(), progressed_at = now()
        FROM fin
