@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Config, StageName } from '../shared/config.js';
 import { classify, coerceError, DeferError, PipelineError, StageTimeoutError, type ErrorClass } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
+import { dbText } from '../shared/text.js';
 import type { Broker, ConsumerHandle } from './broker.js';
 import { contentTypeOf, decodeMessage, H, messageIdOf, type StageMessage } from './messages.js';
 import { RETRY_LEVEL_HEADER } from './topology.js';
@@ -366,8 +367,9 @@ function positiveInt(v: unknown): number | undefined {
   return Number.isInteger(n) && n > 0 ? n : undefined;
 }
 
+/** Reasons go into photos.error (jsonb) and DLQ headers, and may quote file-derived text: made storable there. */
 function truncate(s: string): string {
-  return s.length > MAX_REASON ? `${s.slice(0, MAX_REASON)}…` : s;
+  return dbText(s, MAX_REASON, '…');
 }
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
