@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Config, StageName } from '../shared/config.js';
 import { classify, coerceError, DeferError, PipelineError, StageTimeoutError, type ErrorClass } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
+import { permanentIfDataRejection } from '../shared/db.js';
 import { dbText } from '../shared/text.js';
 import type { Broker, ConsumerHandle } from './broker.js';
 import { contentTypeOf, decodeMessage, H, messageIdOf, type StageMessage } from './messages.js';
@@ -184,7 +185,7 @@ export class StageConsumer {
       log.info({ durationMs }, 'stage done');
       this.emit(entry, { type: 'succeeded', durationMs });
     } catch (raw) {
-      const err = coerceError(raw);
+      const err = permanentIfDataRejection(coerceError(raw));
       if (entry.settled) {
         // Shutdown handed the message back and aborted the handler: its redelivery decides the
         // outcome. Scheduling a retry or a dead letter here would duplicate it or fail a photo
