@@ -69,7 +69,7 @@ function multipartError(err: unknown): HttpError {
 }
 
 /** acceptPhoto's refusals as HTTP statuses. */
-const REJECTION_STATUS: Record<RejectionCode, number> = { empty_body: 400, unsupported_media_type: 415, payload_too_large: 413 };
+const REJECTION_STATUS: Record<RejectionCode, number> = { empty_body: 400, unsupported_media_type: 415, payload_too_large: 413, invalid_data: 400 };
 
 export function registerPhotoRoutes(app: FastifyInstance, deps: ApiDeps, auth: Authenticator): void {
   const { config, photos } = deps;
