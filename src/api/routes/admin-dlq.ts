@@ -2,8 +2,10 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { STAGES } from '../../shared/config.js';
 import { HttpError } from '../../shared/errors.js';
-import { requireAdmin } from '../auth.js';
 import type { ApiDeps } from '../api-deps.js';
+
+/** A replay names a stage or up to 1,000 dead letter ids: a few tens of KB at most. */
+export const REPLAY_BODY_MAX_BYTES = 64 * 1024;
 
 const listQuery = z.object({ stage: z.enum(STAGES).optional(), limit: z.coerce.number().int().min(1).max(1000).default(50) });
 const replayBody = z.union([
@@ -11,10 +13,9 @@ const replayBody = z.union([
   z.object({ ids: z.array(z.string().min(1)).min(1).max(1000), stage: z.enum(STAGES).optional() }),
 ]);
 
-/** Operator endpoints behind ADMIN_API_KEY: inspect and replay dead letters. */
+/** Operator endpoints behind ADMIN_API_KEY (checked in onRequest, see route-auth.ts): inspect and replay dead letters. */
 export function registerAdminDlqRoutes(app: FastifyInstance, deps: ApiDeps): void {
-  app.get('/v1/admin/dlq', async (req) => {
-    requireAdmin(req, deps.config.ADMIN_API_KEY);
+  app.get('/v1/admin/dlq', { config: { auth: 'admin' } }, async (req) => {
     const q = listQuery.safeParse(req.query);
     if (!q.success) throw new HttpError(400, 'invalid_query', q.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
     // Counts first, then the listing: browsing holds the letters unacked for a moment, and a
@@ -24,8 +25,7 @@ export function registerAdminDlqRoutes(app: FastifyInstance, deps: ApiDeps): voi
     return { counts, items };
   });
 
-  app.post('/v1/admin/dlq/replay', async (req) => {
-    requireAdmin(req, deps.config.ADMIN_API_KEY);
+  app.post('/v1/admin/dlq/replay', { config: { auth: 'admin' }, bodyLimit: REPLAY_BODY_MAX_BYTES }, async (req) => {
     const b = replayBody.safeParse(req.body);
     if (!b.success) throw new HttpError(400, 'invalid_body', 'send {"stage": "<stage>"} or {"ids": ["<dead letter id>", ...]}');
     return deps.dlq.replay(b.data);

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { HttpError, PermanentError } from '../../shared/errors.js';
 import { DEFAULT_FRAME_SIZE, DEFAULT_FRAME_WINDOW, inspectFramePng } from '../../imaging/render.js';
 import type { ApiDeps } from '../api-deps.js';
-import type { Authenticator } from '../auth.js';
+import { tenantOf } from '../route-auth.js';
 
 const windowQuery = z.object({
   left: z.coerce.number().int().min(0).default(DEFAULT_FRAME_WINDOW.left),
@@ -13,9 +13,9 @@ const windowQuery = z.object({
 });
 
 /** A tenant's own polaroid frame: PUT a PNG body (Content-Type image/png), window via ?left&top&width&height. */
-export function registerFrameRoutes(app: FastifyInstance, deps: ApiDeps, auth: Authenticator): void {
-  app.put('/v1/frame', { bodyLimit: deps.config.FRAME_MAX_BYTES }, async (req) => {
-    const tenantId = await auth.tenantOf(req);
+export function registerFrameRoutes(app: FastifyInstance, deps: ApiDeps): void {
+  app.put('/v1/frame', { config: { auth: 'tenant' }, bodyLimit: deps.config.FRAME_MAX_BYTES }, async (req) => {
+    const tenantId = tenantOf(req);
     if (!Buffer.isBuffer(req.body) || req.body.length === 0) throw new HttpError(415, 'unsupported_media_type', 'send the frame as a PNG body with Content-Type image/png');
     const parsed = windowQuery.safeParse(req.query);
     if (!parsed.success) throw new HttpError(400, 'invalid_window', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
@@ -34,17 +34,15 @@ export function registerFrameRoutes(app: FastifyInstance, deps: ApiDeps, auth: A
     return { frame: { custom: true, width: size.width, height: size.height, window: w } };
   });
 
-  app.get('/v1/frame', async (req) => {
-    const tenantId = await auth.tenantOf(req);
-    const f = await deps.frames.get(tenantId);
+  app.get('/v1/frame', { config: { auth: 'tenant' } }, async (req) => {
+    const f = await deps.frames.get(tenantOf(req));
     return f
       ? { frame: { custom: true, width: f.width, height: f.height, window: f.window, updatedAt: f.version } }
       : { frame: { custom: false, ...DEFAULT_FRAME_SIZE, window: DEFAULT_FRAME_WINDOW } };
   });
 
-  app.delete('/v1/frame', async (req, reply) => {
-    const tenantId = await auth.tenantOf(req);
-    await deps.frames.delete(tenantId);
+  app.delete('/v1/frame', { config: { auth: 'tenant', bodyless: true } }, async (req, reply) => {
+    await deps.frames.delete(tenantOf(req));
     return reply.code(204).send();
   });
 }

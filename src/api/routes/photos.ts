@@ -6,7 +6,7 @@ import { acceptPhoto, type RejectionCode } from '../../pipeline/accept-photo.js'
 import { sanitizeFilename } from '../filename.js';
 import { toPhotoView } from '../photo-view.js';
 import type { ApiDeps } from '../api-deps.js';
-import type { Authenticator } from '../auth.js';
+import { tenantOf } from '../route-auth.js';
 
 const uuid = z.uuid();
 const listQuery = z.object({
@@ -15,6 +15,9 @@ const listQuery = z.object({
   limit: z.coerce.number().int().min(1).max(200).default(50),
   cursor: z.string().max(200).optional(),
 });
+
+/** Multipart text fields are buffered: none is needed, so each is kept small. */
+const MULTIPART_FIELD_MAX_BYTES = 1_024;
 
 /** createdAt keeps Postgres' microseconds (PhotoRepo.list gives it as text), not a JS Date's milliseconds. */
 function encodeCursor(createdAt: string, id: string): string {
@@ -35,7 +38,7 @@ async function readUpload(req: FastifyRequest, maxBytes: number): Promise<{ byte
   if (req.isMultipart()) {
     let part;
     try {
-      part = await req.file({ limits: { fileSize: maxBytes, files: 1, fields: 10, parts: 20 } });
+      part = await req.file({ limits: { fileSize: maxBytes, files: 1, fields: 10, parts: 20, fieldSize: MULTIPART_FIELD_MAX_BYTES, headerPairs: 100 } });
     } catch (err) {
       throw multipartError(err);
     }
@@ -70,7 +73,7 @@ function multipartError(err: unknown): HttpError {
 /** acceptPhoto's refusals as HTTP statuses. */
 const REJECTION_STATUS: Record<RejectionCode, number> = { empty_body: 400, unsupported_media_type: 415, payload_too_large: 413 };
 
-export function registerPhotoRoutes(app: FastifyInstance, deps: ApiDeps, auth: Authenticator): void {
+export function registerPhotoRoutes(app: FastifyInstance, deps: ApiDeps): void {
   const { config, photos } = deps;
   const acceptDeps = { config, blobs: deps.blobs, intake: photos.intake, broker: deps.broker, log: deps.log, sheddingReason: () => deps.shedder.sheddingReason };
   const statusUrl = (req: FastifyRequest, id: string) => {
@@ -78,15 +81,15 @@ export function registerPhotoRoutes(app: FastifyInstance, deps: ApiDeps, auth: A
     return `${base.replace(/\/$/, '')}/v1/photos/${id}`;
   };
 
-  // Key and load are checked in onRequest, before a possibly large body is read.
-  const admit = async (req: FastifyRequest) => {
-    await auth.tenantOf(req);
+  // Load is checked in onRequest too (after the key, which the app checks for every tenant
+  // route), before a possibly large body is read.
+  const admit = async () => {
     const shedding = deps.shedder.sheddingReason;
     if (shedding) throw new ServiceUnavailableError(`overloaded, try again later (${shedding})`, 10);
   };
 
-  app.post('/v1/photos', { onRequest: admit }, async (req, reply) => {
-    const tenantId = await auth.tenantOf(req);
+  app.post('/v1/photos', { config: { auth: 'tenant' }, bodyLimit: config.UPLOAD_MAX_BYTES, onRequest: admit }, async (req, reply) => {
+    const tenantId = tenantOf(req);
 
     const { bytes, filename } = await readUpload(req, config.UPLOAD_MAX_BYTES);
     let accepted;
@@ -101,8 +104,8 @@ export function registerPhotoRoutes(app: FastifyInstance, deps: ApiDeps, auth: A
     return reply.code(202).header('location', url).send({ id: accepted.id, status: accepted.status, statusUrl: url });
   });
 
-  app.get<{ Params: { id: string } }>('/v1/photos/:id', async (req) => {
-    const tenantId = await auth.tenantOf(req);
+  app.get<{ Params: { id: string } }>('/v1/photos/:id', { config: { auth: 'tenant' } }, async (req) => {
+    const tenantId = tenantOf(req);
     if (!uuid.safeParse(req.params.id).success) throw new HttpError(404, 'not_found', 'no such photo');
     const row = await photos.reads.getForTenant(tenantId, req.params.id);
     if (!row) throw new HttpError(404, 'not_found', 'no such photo');
@@ -110,8 +113,8 @@ export function registerPhotoRoutes(app: FastifyInstance, deps: ApiDeps, auth: A
     return toPhotoView(row, variants, (k) => deps.storage.presignGet(k), statusUrl(req, row.id));
   });
 
-  app.get('/v1/photos', async (req) => {
-    const tenantId = await auth.tenantOf(req);
+  app.get('/v1/photos', { config: { auth: 'tenant' } }, async (req) => {
+    const tenantId = tenantOf(req);
     const parsed = listQuery.safeParse(req.query);
     if (!parsed.success) throw new HttpError(400, 'invalid_query', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
     const q = parsed.data;
