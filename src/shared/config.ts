@@ -125,6 +125,8 @@ const envSchema = z.object({
   UPLOAD_MAX_BYTES: intFromEnv(1).default(25 * 1024 * 1024),
   MAX_INPUT_PIXELS: intFromEnv(1).default(75_000_000),
   FRAME_MAX_BYTES: intFromEnv(1).default(5 * 1024 * 1024),
+  /** Largest width and height of a tenant's frame PNG (4096 = at most 16.8 MP, decoded in full when it is uploaded). */
+  FRAME_MAX_SIDE_PX: intFromEnv(16, 16_384).default(4_096),
 
   RETRY_DELAYS_MS: msList.default([1_000, 5_000, 30_000, 120_000, 600_000]),
   RETRY_JITTER: z.coerce.number().min(0).max(0.9).default(0.2),

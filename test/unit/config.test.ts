@@ -28,6 +28,7 @@ describe('configuration', () => {
       [60_000, 10_000, 120_000, 10_000, 16_384, 1_000, 1_024],
     );
     assert.deepEqual([c.AUTH_FAILURE_LIMIT, c.AUTH_FAILURE_WINDOW_SECONDS, c.AUTH_CACHE_MAX_ENTRIES, c.AUTH_CACHE_TTL_MS, c.AUTH_NEGATIVE_CACHE_TTL_MS], [30, 60, 10_000, 30_000, 5_000]);
+    assert.equal(c.FRAME_MAX_SIDE_PX, 4096);
   });
 
   it('treats an empty variable as unset', () => {
@@ -48,6 +49,7 @@ describe('configuration', () => {
       [{ HTTP_MAX_HEADER_BYTES: '100' }, /HTTP_MAX_HEADER_BYTES/],
       [{ AUTH_FAILURE_LIMIT: '0' }, /AUTH_FAILURE_LIMIT/],
       [{ AUTH_CACHE_TTL_MS: '0' }, /AUTH_CACHE_TTL_MS/],
+      [{ FRAME_MAX_SIDE_PX: '100000' }, /FRAME_MAX_SIDE_PX/],
     ];
     for (const [env, re] of cases) {
       assert.throws(() => loadConfig(env), (err: unknown) => err instanceof ConfigError && re.test(err.message), JSON.stringify(env));

@@ -1,9 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { HttpError, PermanentError } from '../../shared/errors.js';
-import { DEFAULT_FRAME_SIZE, DEFAULT_FRAME_WINDOW, inspectFramePng } from '../../imaging/render.js';
-import type { ApiDeps } from '../api-deps.js';
+import { HttpError } from '../../shared/errors.js';
+import { DEFAULT_FRAME_SIZE, DEFAULT_FRAME_WINDOW } from '../../imaging/render.js';
+import { checkFramePng, FramePngError } from '../../imaging/frame-png.js';
 import { tenantOf } from '../route-auth.js';
+import type { ApiDeps } from '../api-deps.js';
 
 const windowQuery = z.object({
   left: z.coerce.number().int().min(0).default(DEFAULT_FRAME_WINDOW.left),
@@ -14,18 +15,26 @@ const windowQuery = z.object({
 
 /** A tenant's own polaroid frame: PUT a PNG body (Content-Type image/png), window via ?left&top&width&height. */
 export function registerFrameRoutes(app: FastifyInstance, deps: ApiDeps): void {
+  const maxSide = deps.config.FRAME_MAX_SIDE_PX;
+
   app.put('/v1/frame', { config: { auth: 'tenant' }, bodyLimit: deps.config.FRAME_MAX_BYTES }, async (req) => {
     const tenantId = tenantOf(req);
-    if (!Buffer.isBuffer(req.body) || req.body.length === 0) throw new HttpError(415, 'unsupported_media_type', 'send the frame as a PNG body with Content-Type image/png');
+    const contentType = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    if (contentType !== 'image/png' || !Buffer.isBuffer(req.body) || req.body.length === 0) {
+      throw new HttpError(415, 'unsupported_media_type', 'send the frame as a PNG body with Content-Type image/png');
+    }
     const parsed = windowQuery.safeParse(req.query);
     if (!parsed.success) throw new HttpError(400, 'invalid_window', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
     const w = parsed.data;
     let size;
     try {
-      size = await inspectFramePng(req.body);
+      // Decoded in full here: a frame that cannot be drawn would fail every later photo of the tenant.
+      size = await checkFramePng(req.body, { maxSidePx: maxSide });
     } catch (err) {
-      if (err instanceof PermanentError) throw new HttpError(415, 'unsupported_media_type', err.message);
-      throw err;
+      if (!(err instanceof FramePngError)) throw err;
+      req.log.info({ problem: err.problem, err: (err.cause as Error | undefined)?.message }, 'frame refused');
+      if (err.problem === 'not_png') throw new HttpError(415, 'unsupported_media_type', err.message);
+      throw new HttpError(400, err.problem === 'too_large' ? 'frame_too_large' : 'invalid_frame', err.message);
     }
     if (w.left + w.width > size.width || w.top + w.height > size.height) {
       throw new HttpError(400, 'invalid_window', `window ${w.width}x${w.height} at (${w.left},${w.top}) does not fit in the ${size.width}x${size.height} frame`);
