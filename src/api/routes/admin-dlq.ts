@@ -13,7 +13,7 @@ const replayBody = z.union([
   z.object({ ids: z.array(z.string().min(1)).min(1).max(1000), stage: z.enum(STAGES).optional() }),
 ]);
 
-/** Operator endpoints behind ADMIN_API_KEY (checked in onRequest, see route-auth.ts): inspect and replay dead letters. */
+/** Operator endpoints behind ADMIN_API_KEY (checked in onRequest, see route-auth.ts): dead letters and failure details. */
 export function registerAdminDlqRoutes(app: FastifyInstance, deps: ApiDeps): void {
   app.get('/v1/admin/dlq', { config: { auth: 'admin' } }, async (req) => {
     const q = listQuery.safeParse(req.query);
@@ -29,5 +29,13 @@ export function registerAdminDlqRoutes(app: FastifyInstance, deps: ApiDeps): voi
     const b = replayBody.safeParse(req.body);
     if (!b.success) throw new HttpError(400, 'invalid_body', 'send {"stage": "<stage>"} or {"ids": ["<dead letter id>", ...]}');
     return deps.dlq.replay(b.data);
+  });
+
+  // A photo's failure as recorded, with the operator's detail that tenants are not shown.
+  app.get<{ Params: { id: string } }>('/v1/admin/photos/:id', { config: { auth: 'admin' } }, async (req) => {
+    if (!z.uuid().safeParse(req.params.id).success) throw new HttpError(404, 'not_found', 'no such photo');
+    const row = await deps.photos.reads.get(req.params.id);
+    if (!row) throw new HttpError(404, 'not_found', 'no such photo');
+    return { id: row.id, tenantId: row.tenantId, status: row.status, stages: row.stages, error: row.error, createdAt: row.createdAt.toISOString(), updatedAt: row.updatedAt.toISOString() };
   });
 }
