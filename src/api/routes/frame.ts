@@ -3,19 +3,20 @@ import { z } from 'zod';
 import { HttpError } from '../../shared/errors.js';
 import { DEFAULT_FRAME_SIZE, DEFAULT_FRAME_WINDOW } from '../../imaging/render.js';
 import { checkFramePng, FramePngError } from '../../imaging/frame-png.js';
+import { intParam, queryError } from '../query.js';
 import { tenantOf } from '../route-auth.js';
 import type { ApiDeps } from '../api-deps.js';
-
-const windowQuery = z.object({
-  left: z.coerce.number().int().min(0).default(DEFAULT_FRAME_WINDOW.left),
-  top: z.coerce.number().int().min(0).default(DEFAULT_FRAME_WINDOW.top),
-  width: z.coerce.number().int().min(1).default(DEFAULT_FRAME_WINDOW.width),
-  height: z.coerce.number().int().min(1).default(DEFAULT_FRAME_WINDOW.height),
-});
 
 /** A tenant's own polaroid frame: PUT a PNG body (Content-Type image/png), window via ?left&top&width&height. */
 export function registerFrameRoutes(app: FastifyInstance, deps: ApiDeps): void {
   const maxSide = deps.config.FRAME_MAX_SIDE_PX;
+  // Each value is within the largest frame, so none can overflow the integer columns it is stored in.
+  const windowQuery = z.object({
+    left: intParam(0, maxSide - 1, DEFAULT_FRAME_WINDOW.left),
+    top: intParam(0, maxSide - 1, DEFAULT_FRAME_WINDOW.top),
+    width: intParam(1, maxSide, DEFAULT_FRAME_WINDOW.width),
+    height: intParam(1, maxSide, DEFAULT_FRAME_WINDOW.height),
+  });
 
   app.put('/v1/frame', { config: { auth: 'tenant' }, bodyLimit: deps.config.FRAME_MAX_BYTES }, async (req) => {
     const tenantId = tenantOf(req);
@@ -24,7 +25,7 @@ export function registerFrameRoutes(app: FastifyInstance, deps: ApiDeps): void {
       throw new HttpError(415, 'unsupported_media_type', 'send the frame as a PNG body with Content-Type image/png');
     }
     const parsed = windowQuery.safeParse(req.query);
-    if (!parsed.success) throw new HttpError(400, 'invalid_window', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+    if (!parsed.success) throw queryError('invalid_window', parsed.error);
     const w = parsed.data;
     let size;
     try {
