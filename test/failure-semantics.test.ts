@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { STAGES, type StageName } from '../src/shared/config.js';
 import { buildTopology } from '../src/queues/topology.js';
+import { publicFailure } from '../src/api/failure-reasons.js';
 import { distinctJpeg, photo } from './helpers/fixtures.js';
 import { logLines } from './helpers/logs.js';
 import { Stack, waitFor, type Proc } from './helpers/stack.js';
@@ -153,11 +154,12 @@ describe('failure semantics: retries, dead letters, time limits', () => {
       assert.equal(row.error.attempts, 1);
       assert.match(row.error.reason, /cannot decode image.*(premature end|corrupt)/i);
 
-      // The API shows the same failure.
+      // The API shows the same failure, with the public reason for its code (the stored one is for operators).
       const view = await stack.getPhoto(id);
       assert.equal(view.body.status, 'failed');
       assert.equal(view.body.error?.stage, row.error.stage);
-      assert.equal(view.body.error?.reason, row.error.reason);
+      assert.equal(view.body.error?.code, row.error.code);
+      assert.equal(view.body.error?.reason, publicFailure(row.error).reason);
 
       for (const stage of expectStages[k]) {
         const mine = forPhoto(letters[stage as keyof typeof letters], id);

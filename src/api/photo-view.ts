@@ -2,6 +2,7 @@ import { stageList } from '../pipeline/graph.js';
 import { PIPELINE } from '../pipeline/photo-pipeline.js';
 import type { PhotoRow } from '../db/photos/photo-row.js';
 import type { VariantRow } from '../db/photos/variant-repo.js';
+import { publicFailure } from './failure-reasons.js';
 
 interface VariantView {
   url: string;
@@ -42,7 +43,8 @@ export async function toPhotoView(
     place: row.place,
     variants: Object.keys(out).length > 0 ? out : null,
     stages,
-    error: row.error ? { stage: row.error.stage, reason: row.error.reason, code: row.error.code ?? null } : null,
+    // The stored reason is for operators (it may name S3 keys or hosts); tenants get the public one.
+    error: row.error ? publicFailure(row.error) : null,
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),
     completedAt: row.completedAt?.toISOString() ?? null,

@@ -1,4 +1,5 @@
 import exifr from 'exifr';
+import { dbText, truncateText, wellFormed } from '../shared/text.js';
 
 export interface GpsFix {
   lat: number;
@@ -17,7 +18,7 @@ export interface NormalisedExif {
 
 export interface ExifResult {
   exif: NormalisedExif;
-  /** Everything exifr read, made safe for a jsonb column (no NUL bytes, no binary, bounded size). */
+  /** Everything exifr read, made safe for a jsonb column (well-formed strings and keys, no NUL bytes, no binary, bounded size). */
   raw: Record<string, unknown> | null;
 }
 
@@ -28,7 +29,8 @@ const EMPTY: NormalisedExif = { make: null, model: null, takenAt: null, orientat
  * which describes the embedded preview thumbnail rather than the photo (and whose tags would
  * overwrite IFD0's in the merged output), and MakerNote, an opaque vendor blob. XMP, IPTC and ICC
  * are not EXIF. Broken or hostile EXIF never fails the photo: what cannot be read is left out,
- * absurd values (latitude 200, 1 MB strings) are dropped.
+ * absurd values (latitude 200, 1 MB strings) are dropped, and every string is one Postgres stores
+ * (UTF-16 from a file can hold lone surrogates; a length limit must not cut a pair in half).
  */
 export async function extractExif(input: Buffer): Promise<ExifResult> {
   let out: Record<string, unknown> | undefined;
@@ -116,11 +118,12 @@ function belowSeaLevel(ref: unknown): boolean {
   return Array.isArray(ref) && ref[0] === 1;
 }
 
+/** A display string: well-formed, control characters as spaces, whitespace collapsed, at most 200 code units. */
 function cleanString(v: unknown): string | null {
   if (typeof v !== 'string') return null;
   // eslint-disable-next-line no-control-regex
-  const s = v.replace(/[\u0000-\u001f\u007f]+/g, ' ').replace(/\s+/g, ' ').trim();
-  return s.length === 0 ? null : s.slice(0, 200);
+  const s = wellFormed(v).replace(/[\u0000-\u001f\u007f]+/g, ' ').replace(/\s+/g, ' ').trim();
+  return s.length === 0 ? null : truncateText(s, 200);
 }
 
 function exifDate(v: unknown, offset: unknown): string | null {
@@ -137,13 +140,17 @@ const MAX_DEPTH = 4;
 const MAX_KEYS = 300;
 const MAX_STRING = 2_000;
 const MAX_ARRAY = 64;
+const MAX_KEY = 100;
 
-function sanitise(v: unknown, depth: number): unknown {
+/**
+ * exifr's output as JSON Postgres accepts: bounded depth, key count, array length and string
+ * length (MAX_STRING code units, the ellipsis included); every string and key through dbText.
+ */
+export function sanitise(v: unknown, depth = 0): unknown {
   if (v === null || v === undefined) return null;
-  if (typeof v === 'string') {
-    const s = v.replaceAll('\u0000', '');
-    return s.length > MAX_STRING ? `${s.slice(0, MAX_STRING)}…` : s;
-  }
+  if (typeof v === 'string') return dbText(v, MAX_STRING, '…');
+  // exifr reports blocks it could not read as Error objects (`errors`): keep why, as text.
+  if (v instanceof Error) return dbText(v.message, MAX_STRING, '…');
   if (typeof v === 'number') return Number.isFinite(v) ? v : null;
   if (typeof v === 'boolean') return v;
   if (typeof v === 'bigint') return v.toString();
@@ -156,7 +163,7 @@ function sanitise(v: unknown, depth: number): unknown {
     let n = 0;
     for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
       if (n++ >= MAX_KEYS) break;
-      out[k.replaceAll('\u0000', '').slice(0, 100)] = sanitise(x, depth + 1);
+      out[dbText(k, MAX_KEY)] = sanitise(x, depth + 1);
     }
     return out;
   }

@@ -182,14 +182,3 @@ export function readImageInfo(input: Buffer, opts: RenderOptions): Promise<Image
     };
   });
 }
-
-/** Validates a tenant's frame PNG and its window. */
-export async function inspectFramePng(png: Buffer): Promise<{ width: number; height: number }> {
-  try {
-    const m = await sharp(png, { limitInputPixels: 25_000_000 }).metadata();
-    if (m.format !== 'png' || !m.width || !m.height) throw new Error('not a PNG');
-    return { width: m.width, height: m.height };
-  } catch (err) {
-    throw new PermanentError('invalid_frame', `frame must be a readable PNG: ${(err as Error).message}`);
-  }
-}

@@ -3,6 +3,7 @@ import type { Config } from '../shared/config.js';
 import type { Logger } from '../shared/logger.js';
 import type { BlobStore } from '../shared/blob-store.js';
 import { PermanentError, UnavailableError } from '../shared/errors.js';
+import { isDataRejection } from '../shared/db.js';
 import { CONTENT_TYPES, SNIFF_BYTES, sniffImageFormat, type ImageFormat } from '../imaging/sniff.js';
 import type { Broker } from '../queues/broker.js';
 import type { StageMessage } from '../queues/messages.js';
@@ -40,7 +41,7 @@ export interface AcceptedPhoto {
 }
 
 /** Why a photo was refused: the caller's input, so retrying the same input cannot help. */
-export type RejectionCode = 'empty_body' | 'unsupported_media_type' | 'payload_too_large';
+export type RejectionCode = 'empty_body' | 'unsupported_media_type' | 'payload_too_large' | 'invalid_data';
 
 export const SUPPORTED_FORMATS_TEXT = 'JPEG, PNG, WebP, TIFF, GIF, AVIF, HEIC/HEIF';
 
@@ -72,8 +73,10 @@ export async function acceptPhoto(deps: AcceptDeps, req: AcceptRequest): Promise
   try {
     await deps.intake.insertQueued({ id, tenantId: req.tenantId, originalName: req.filename, contentType: CONTENT_TYPES[format], bytes: req.bytes.length, format, lane });
   } catch (err) {
-    deps.log.warn({ err: (err as Error).message }, 'postgres unavailable for a new photo');
     await deps.blobs.delete(id, ['raw']).catch(() => {});
+    // A value Postgres refuses is refused again on every try: not a reason to send the client back later.
+    if (isDataRejection(err)) throw new PermanentError('invalid_data' satisfies RejectionCode, `the photo's details cannot be stored: ${err.message}`, { cause: err });
+    deps.log.warn({ err: (err as Error).message }, 'postgres unavailable for a new photo');
     throw new UnavailableError('postgres_unavailable', 'database unavailable, try again shortly', 5, { cause: err });
   }
   try {

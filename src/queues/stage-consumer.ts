@@ -3,6 +3,8 @@ import type { Redis } from 'ioredis';
 import type { Config, StageName } from '../shared/config.js';
 import { classify, coerceError, DeferError, PipelineError, StageTimeoutError, type ErrorClass } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
+import { permanentIfDataRejection } from '../shared/db.js';
+import { dbText } from '../shared/text.js';
 import type { Broker, ConsumerHandle } from './broker.js';
 import { contentTypeOf, decodeMessage, H, messageIdOf, type StageMessage } from './messages.js';
 import { LANES, RETRY_LEVEL_HEADER, type Lane } from './topology.js';
@@ -230,7 +232,7 @@ export class StageConsumer {
       log.info({ durationMs }, 'stage done');
       this.emit(entry, { type: 'succeeded', durationMs });
     } catch (raw) {
-      const err = coerceError(raw);
+      const err = permanentIfDataRejection(coerceError(raw));
       if (entry.settled) {
         // Shutdown handed the message back and aborted the handler: its redelivery decides the
         // outcome. Scheduling a retry or a dead letter here would duplicate it or fail a photo
@@ -414,8 +416,9 @@ function positiveInt(v: unknown): number | undefined {
   return Number.isInteger(n) && n > 0 ? n : undefined;
 }
 
+/** Reasons go into photos.error (jsonb) and DLQ headers, and may quote file-derived text: made storable there. */
 function truncate(s: string): string {
-  return s.length > MAX_REASON ? `${s.slice(0, MAX_REASON)}…` : s;
+  return dbText(s, MAX_REASON, '…');
 }
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

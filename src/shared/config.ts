@@ -72,6 +72,31 @@ const envSchema = z.object({
     .transform((s): boolean | string => (s === 'true' ? true : s === 'false' ? false : s))
     .optional(),
 
+  /** Socket inactivity (either direction) after which a connection is closed. */
+  HTTP_CONNECTION_TIMEOUT_MS: intFromEnv(1_000, 3_600_000).default(60_000),
+  /** How long an idle keep-alive connection stays open between requests. */
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: intFromEnv(100, 3_600_000).default(10_000),
+  /** The whole request (headers and body) must arrive within this time (408 otherwise). */
+  HTTP_REQUEST_TIMEOUT_MS: intFromEnv(1_000, 3_600_000).default(120_000),
+  /** The request's headers must arrive within this time of the connection or previous request (408 otherwise). */
+  HTTP_HEADERS_TIMEOUT_MS: intFromEnv(100, 3_600_000).default(10_000),
+  /** Largest request head (request line and headers together); 431 above. */
+  HTTP_MAX_HEADER_BYTES: intFromEnv(1_024, 1_048_576).default(16_384),
+  /** Requests served on one keep-alive connection before it is closed (0 = no limit). */
+  HTTP_MAX_REQUESTS_PER_SOCKET: intFromEnv(0).default(1_000),
+  /** Connections the API holds open at once; further ones are closed at once (0 = no limit). */
+  HTTP_MAX_CONNECTIONS: intFromEnv(0).default(1_024),
+
+  /** Failed authentications (unknown, revoked or missing key, wrong admin key) allowed per client address and window; 429 past it. */
+  AUTH_FAILURE_LIMIT: intFromEnv(1, 1_000_000).default(30),
+  AUTH_FAILURE_WINDOW_SECONDS: intFromEnv(1, 86_400).default(60),
+  /** Verified API keys kept per process (least recently used go first), by SHA-256 of the key. */
+  AUTH_CACHE_MAX_ENTRIES: intFromEnv(1, 10_000_000).default(10_000),
+  /** How long a verified key is believed without asking Postgres: a revoked key stops within this time. */
+  AUTH_CACHE_TTL_MS: intFromEnv(1, 3_600_000).default(30_000),
+  /** How long an unknown key is remembered as unknown (a key created meanwhile works after this). */
+  AUTH_NEGATIVE_CACHE_TTL_MS: intFromEnv(1, 3_600_000).default(5_000),
+
   DATABASE_URL: z.string().url().default('postgres://postgres@127.0.0.1:5432/photopipe'),
   DATABASE_POOL_MAX: intFromEnv(1, 200).default(10),
   DATABASE_STATEMENT_TIMEOUT_MS: intFromEnv(100).default(15_000),
@@ -118,6 +143,8 @@ const envSchema = z.object({
   UPLOAD_MAX_BYTES: intFromEnv(1).default(25 * 1024 * 1024),
   MAX_INPUT_PIXELS: intFromEnv(1).default(75_000_000),
   FRAME_MAX_BYTES: intFromEnv(1).default(5 * 1024 * 1024),
+  /** Largest width and height of a tenant's frame PNG (4096 = at most 16.8 MP, decoded in full when it is uploaded). */
+  FRAME_MAX_SIDE_PX: intFromEnv(16, 16_384).default(4_096),
 
   RETRY_DELAYS_MS: msList.default([1_000, 5_000, 30_000, 120_000, 600_000]),
   RETRY_JITTER: z.coerce.number().min(0).max(0.9).default(0.2),
@@ -218,6 +245,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(
       `invalid configuration:\n  FAILED_RETENTION_SECONDS: ${e.FAILED_RETENTION_SECONDS} s is shorter than the longest retry delay (${longestRetryDelayMs(e)} ms with jitter, RETRY_DELAYS_MS)`,
     );
+  }
+  if (e.HTTP_HEADERS_TIMEOUT_MS > e.HTTP_REQUEST_TIMEOUT_MS) {
+    throw new ConfigError(`invalid configuration:\n  HTTP_HEADERS_TIMEOUT_MS: ${e.HTTP_HEADERS_TIMEOUT_MS} must not exceed HTTP_REQUEST_TIMEOUT_MS (${e.HTTP_REQUEST_TIMEOUT_MS})`);
   }
   const config: Config = {
     ...e,

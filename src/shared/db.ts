@@ -1,6 +1,8 @@
 import pg from 'pg';
 import type { Config } from './config.js';
+import { PermanentError } from './errors.js';
 import type { Logger } from './logger.js';
+import { truncateText } from './text.js';
 
 export type Db = pg.Pool;
 
@@ -38,4 +40,33 @@ export function isDbUnavailable(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
   if (typeof code === 'string' && (UNAVAILABLE_SQLSTATE.test(code) || UNAVAILABLE_SOCKET.has(code))) return true;
   return UNAVAILABLE_MESSAGE.test(err.message);
+}
+
+/**
+ * SQLSTATEs that mean "Postgres refuses this value": class 22, data exception (22P02 invalid text
+ * representation, 22P05 untranslatable character, 22021 character not in repertoire, 22001 string
+ * too long, 22003 out of range, ...), and class 23 integrity violations a retry cannot cure:
+ * 23000, 23001 restrict, 23502 not null, 23503 foreign key, 23514 check. Unique and exclusion
+ * violations (23505, 23P01) are left out: callers handle them, and the row they collide with may
+ * be gone by the next attempt.
+ */
+const DATA_REJECTION_SQLSTATE = /^(22[0-9A-Z]{3}|23000|23001|23502|23503|23514)$/;
+
+/**
+ * True when Postgres refused a statement for one of its values: the same values fail the same way
+ * however often they are sent, so this is permanent, never worth a retry.
+ */
+export function isDataRejection(err: unknown): err is pg.DatabaseError {
+  return err instanceof pg.DatabaseError && typeof err.code === 'string' && DATA_REJECTION_SQLSTATE.test(err.code);
+}
+
+/**
+ * A data rejection as the permanent failure it is (code `invalid_data`); any other error as it was.
+ * The reason has the SQLSTATE, the message and pg's detail (which says what was wrong, e.g. "Unicode
+ * low surrogate must follow a high surrogate."), bounded; not pg's `where`, which quotes the data.
+ */
+export function permanentIfDataRejection(err: Error): Error {
+  if (!isDataRejection(err)) return err;
+  const detail = err.detail ? ` (${truncateText(err.detail, 200, '…')})` : '';
+  return new PermanentError('invalid_data', `the database rejected a value: ${err.code}: ${err.message}${detail}`, { cause: err });
 }

@@ -203,7 +203,9 @@ export class Stack {
 
   async startApi(extraEnv: Record<string, string> = {}): Promise<Proc> {
     this.api = this.spawnCli('api', ['api'], extraEnv);
-    await waitFor('API /healthz', async () => (await fetch(`${this.apiUrl}/healthz`).catch(() => null))?.ok, 30_000);
+    // Ready, not only alive: its Redis, Postgres, RabbitMQ and S3 connections are up, so a first
+    // upload is not refused while they connect.
+    await waitFor('API /readyz', async () => (await fetch(`${this.apiUrl}/readyz`).catch(() => null))?.ok, 30_000);
     return this.api;
   }
 

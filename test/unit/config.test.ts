@@ -21,6 +21,16 @@ describe('configuration', () => {
     }
   });
 
+  it('has bounded HTTP and authentication defaults', () => {
+    const c = loadConfig({});
+    assert.deepEqual(
+      [c.HTTP_CONNECTION_TIMEOUT_MS, c.HTTP_KEEP_ALIVE_TIMEOUT_MS, c.HTTP_REQUEST_TIMEOUT_MS, c.HTTP_HEADERS_TIMEOUT_MS, c.HTTP_MAX_HEADER_BYTES, c.HTTP_MAX_REQUESTS_PER_SOCKET, c.HTTP_MAX_CONNECTIONS],
+      [60_000, 10_000, 120_000, 10_000, 16_384, 1_000, 1_024],
+    );
+    assert.deepEqual([c.AUTH_FAILURE_LIMIT, c.AUTH_FAILURE_WINDOW_SECONDS, c.AUTH_CACHE_MAX_ENTRIES, c.AUTH_CACHE_TTL_MS, c.AUTH_NEGATIVE_CACHE_TTL_MS], [30, 60, 10_000, 30_000, 5_000]);
+    assert.equal(c.FRAME_MAX_SIDE_PX, 4096);
+  });
+
   it('treats an empty variable as unset', () => {
     assert.equal(loadConfig({ PORT: '', QUEUE_TYPE: '' }).PORT, 8080);
   });
@@ -35,6 +45,11 @@ describe('configuration', () => {
       [{ RETRY_DELAYS_MS: '1000,-5' }, /RETRY_DELAYS_MS/],
       [{ RETRY_JITTER: '2' }, /RETRY_JITTER/],
       [{ S3_OBJECT_ACLS: 'maybe' }, /S3_OBJECT_ACLS/],
+      [{ HTTP_HEADERS_TIMEOUT_MS: '30000', HTTP_REQUEST_TIMEOUT_MS: '20000' }, /HTTP_HEADERS_TIMEOUT_MS: 30000 must not exceed HTTP_REQUEST_TIMEOUT_MS/],
+      [{ HTTP_MAX_HEADER_BYTES: '100' }, /HTTP_MAX_HEADER_BYTES/],
+      [{ AUTH_FAILURE_LIMIT: '0' }, /AUTH_FAILURE_LIMIT/],
+      [{ AUTH_CACHE_TTL_MS: '0' }, /AUTH_CACHE_TTL_MS/],
+      [{ FRAME_MAX_SIDE_PX: '100000' }, /FRAME_MAX_SIDE_PX/],
     ];
     for (const [env, re] of cases) {
       assert.throws(() => loadConfig(env), (err: unknown) => err instanceof ConfigError && re.test(err.message), JSON.stringify(env));

@@ -20,4 +20,12 @@ describe('client file names', () => {
   it('bounds the length', () => {
     assert.equal(sanitizeFilename('x'.repeat(1_000))?.length, 255);
   });
+
+  it('never cuts a surrogate pair in half, and replaces lone surrogates', () => {
+    // The emoji is code units 254 and 255: a cut at 255 would keep its first half only.
+    assert.equal(sanitizeFilename(`${'a'.repeat(254)}\u{1F600}.jpg`), 'a'.repeat(254));
+    assert.equal(sanitizeFilename(`${'a'.repeat(253)}\u{1F600}.jpg`), `${'a'.repeat(253)}\u{1F600}`);
+    assert.equal(sanitizeFilename('x\ud800y\udc00.jpg'), 'x\ufffdy\ufffd.jpg');
+    assert.equal(sanitizeFilename(encodeURIComponent('caf\u00e9 \u{1F600}.jpg')), 'caf\u00e9 \u{1F600}.jpg');
+  });
 });

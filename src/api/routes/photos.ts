@@ -6,37 +6,26 @@ import { acceptPhoto, type RejectionCode } from '../../pipeline/accept-photo.js'
 import { TenantLimitError } from '../../pipeline/tenant-load.js';
 import { sanitizeFilename } from '../filename.js';
 import { toPhotoView } from '../photo-view.js';
+import { decodeCursor, encodeCursor, intParam, optionalEnumParam, queryError, uuidParam } from '../query.js';
+import { tenantOf } from '../route-auth.js';
 import type { ApiDeps } from '../api-deps.js';
-import type { Authenticator } from '../auth.js';
 
-const uuid = z.uuid();
 const listQuery = z.object({
   // `?status=` (empty) means any status, as an unset filter.
-  status: z.preprocess((v) => (v === '' ? undefined : v), z.enum(PHOTO_STATUSES).optional()),
-  limit: z.coerce.number().int().min(1).max(200).default(50),
-  cursor: z.string().max(200).optional(),
+  status: optionalEnumParam(PHOTO_STATUSES),
+  limit: intParam(1, 200, 50),
+  cursor: z.preprocess((v) => (v === '' ? undefined : v), z.string().max(200).optional()),
 });
 
-/** createdAt keeps Postgres' microseconds (PhotoRepo.list gives it as text), not a JS Date's milliseconds. */
-function encodeCursor(createdAt: string, id: string): string {
-  return Buffer.from(JSON.stringify([createdAt, id])).toString('base64url');
-}
-function decodeCursor(cursor: string): { createdAt: string; id: string } {
-  try {
-    const [createdAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [string, string];
-    if (Number.isNaN(Date.parse(createdAt)) || !uuid.safeParse(id).success) throw new Error('bad cursor');
-    return { createdAt, id };
-  } catch {
-    throw new HttpError(400, 'invalid_cursor', 'cursor is not one this API returned');
-  }
-}
+/** Multipart text fields are buffered: none is needed, so each is kept small. */
+const MULTIPART_FIELD_MAX_BYTES = 1_024;
 
 /** Reads the upload: multipart field `file`, or the raw body with an image/* Content-Type. */
 async function readUpload(req: FastifyRequest, maxBytes: number): Promise<{ bytes: Buffer; filename: string | null }> {
   if (req.isMultipart()) {
     let part;
     try {
-      part = await req.file({ limits: { fileSize: maxBytes, files: 1, fields: 10, parts: 20 } });
+      part = await req.file({ limits: { fileSize: maxBytes, files: 1, fields: 10, parts: 20, fieldSize: MULTIPART_FIELD_MAX_BYTES, headerPairs: 100 } });
     } catch (err) {
       throw multipartError(err);
     }
@@ -69,9 +58,9 @@ function multipartError(err: unknown): HttpError {
 }
 
 /** acceptPhoto's refusals as HTTP statuses. */
-const REJECTION_STATUS: Record<RejectionCode, number> = { empty_body: 400, unsupported_media_type: 415, payload_too_large: 413 };
+const REJECTION_STATUS: Record<RejectionCode, number> = { empty_body: 400, unsupported_media_type: 415, payload_too_large: 413, invalid_data: 400 };
 
-export function registerPhotoRoutes(app: FastifyInstance, deps: ApiDeps, auth: Authenticator): void {
+export function registerPhotoRoutes(app: FastifyInstance, deps: ApiDeps): void {
   const { config, photos } = deps;
   const acceptDeps = {
     config,
@@ -82,14 +71,15 @@ export function registerPhotoRoutes(app: FastifyInstance, deps: ApiDeps, auth: A
     sheddingReason: () => deps.shedder.sheddingReason,
     lanes: deps.tenantLoad,
   };
-  const statusUrl = (req: FastifyRequest, id: string) => {
-    const base = config.PUBLIC_BASE_URL ?? `${req.protocol}://${req.host}`;
-    return `${base.replace(/\/$/, '')}/v1/photos/${id}`;
-  };
+  // Without PUBLIC_BASE_URL the URL is relative (RFC 9110 allows a relative Location): building it
+  // from the request's Host header would hand clients whatever host they (or anyone) claimed.
+  const base = config.PUBLIC_BASE_URL?.replace(/\/$/, '') ?? '';
+  const statusUrl = (id: string) => `${base}/v1/photos/${id}`;
 
-  // Key and load are checked in onRequest, before a possibly large body is read.
+  // Load and the tenant's limits are checked in onRequest too (after the key, which the app checks
+  // for every tenant route), before a possibly large body is read.
   const admit = async (req: FastifyRequest) => {
-    const tenantId = await auth.tenantOf(req);
+    const tenantId = tenantOf(req);
     const shedding = deps.shedder.sheddingReason;
     if (shedding) throw new ServiceUnavailableError(`overloaded, try again later (${shedding})`, 10);
     try {
@@ -101,9 +91,8 @@ export function registerPhotoRoutes(app: FastifyInstance, deps: ApiDeps, auth: A
     }
   };
 
-  app.post('/v1/photos', { onRequest: admit }, async (req, reply) => {
-    const tenantId = await auth.tenantOf(req);
-
+  app.post('/v1/photos', { config: { auth: 'tenant' }, bodyLimit: config.UPLOAD_MAX_BYTES, onRequest: admit }, async (req, reply) => {
+    const tenantId = tenantOf(req);
     const { bytes, filename } = await readUpload(req, config.UPLOAD_MAX_BYTES);
     let accepted;
     try {
@@ -113,28 +102,28 @@ export function registerPhotoRoutes(app: FastifyInstance, deps: ApiDeps, auth: A
       if (err instanceof UnavailableError) throw new ServiceUnavailableError(err.message, err.retryAfterSeconds);
       throw err;
     }
-    const url = statusUrl(req, accepted.id);
+    const url = statusUrl(accepted.id);
     return reply.code(202).header('location', url).send({ id: accepted.id, status: accepted.status, statusUrl: url });
   });
 
-  app.get<{ Params: { id: string } }>('/v1/photos/:id', async (req) => {
-    const tenantId = await auth.tenantOf(req);
-    if (!uuid.safeParse(req.params.id).success) throw new HttpError(404, 'not_found', 'no such photo');
+  app.get<{ Params: { id: string } }>('/v1/photos/:id', { config: { auth: 'tenant' } }, async (req) => {
+    const tenantId = tenantOf(req);
+    if (!uuidParam.safeParse(req.params.id).success) throw new HttpError(404, 'not_found', 'no such photo');
     const row = await photos.reads.getForTenant(tenantId, req.params.id);
     if (!row) throw new HttpError(404, 'not_found', 'no such photo');
     const variants = row.status === 'complete' || row.status === 'failed' || row.status === 'processing' ? await photos.variants.forPhoto(row.id) : [];
-    return toPhotoView(row, variants, (k) => deps.storage.presignGet(k), statusUrl(req, row.id));
+    return toPhotoView(row, variants, (k) => deps.storage.presignGet(k), statusUrl(row.id));
   });
 
-  app.get('/v1/photos', async (req) => {
-    const tenantId = await auth.tenantOf(req);
+  app.get('/v1/photos', { config: { auth: 'tenant' } }, async (req) => {
+    const tenantId = tenantOf(req);
     const parsed = listQuery.safeParse(req.query);
-    if (!parsed.success) throw new HttpError(400, 'invalid_query', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+    if (!parsed.success) throw queryError('invalid_query', parsed.error);
     const q = parsed.data;
     const page = await photos.reads.list(tenantId, { status: q.status, limit: q.limit, before: q.cursor ? decodeCursor(q.cursor) : undefined });
     const variants = await photos.variants.forPhotos(page.items.map((r) => r.id));
-    const items = await Promise.all(page.items.map((r) => toPhotoView(r, variants.get(r.id) ?? [], (k) => deps.storage.presignGet(k), statusUrl(req, r.id))));
-    const nextCursor = page.next ? encodeCursor(page.next.createdAt, page.next.id) : null;
+    const items = await Promise.all(page.items.map((r) => toPhotoView(r, variants.get(r.id) ?? [], (k) => deps.storage.presignGet(k), statusUrl(r.id))));
+    const nextCursor = page.next ? encodeCursor(page.next) : null;
     return { items, nextCursor };
   });
 }

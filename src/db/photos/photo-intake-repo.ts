@@ -1,15 +1,17 @@
 import type { Db } from '../../shared/db.js';
+import { dbText } from '../../shared/text.js';
 import type { PhotoLane } from './photo-row.js';
 
 /** Where an accepted photo's row is born, and removed again when its message could not be queued. */
 export class PhotoIntakeRepo {
   constructor(private readonly db: Db) {}
 
+  /** The original name is the client's: stored as text Postgres takes, whichever entry point cleaned it (or not). */
   async insertQueued(p: { id: string; tenantId: string; originalName: string | null; contentType: string; bytes: number; format: string; lane?: PhotoLane }): Promise<void> {
     await this.db.query(
       `INSERT INTO photos (id, tenant_id, status, original_name, content_type, file, lane)
        VALUES ($1, $2, 'queued', $3, $4, jsonb_build_object('bytes', $5::int, 'format', $6::text), $7)`,
-      [p.id, p.tenantId, p.originalName, p.contentType, p.bytes, p.format, p.lane ?? 'interactive'],
+      [p.id, p.tenantId, p.originalName === null ? null : dbText(p.originalName), p.contentType, p.bytes, p.format, p.lane ?? 'interactive'],
     );
   }
 

@@ -1,3 +1,5 @@
+import { dbJsonText, dbText } from '../../shared/text.js';
+
 /**
  * Columns a stage writes together with its completion, in the same statement. Each stage builds
  * its own (src/workers/<stage>/), so the completion statement never grows a column per stage.
@@ -12,9 +14,14 @@ export interface ColumnValue {
 
 export type StageColumns = Readonly<Record<string, ColumnValue>>;
 
-export const jsonb = (v: unknown): ColumnValue => ({ value: v === null || v === undefined ? null : JSON.stringify(v), type: 'jsonb' });
+/**
+ * Strings and keys at any depth are made what Postgres accepts (no lone surrogates, no NUL; see
+ * shared/text.ts): a stage's values come from files and other services, and one bad character
+ * would otherwise fail the whole commit.
+ */
+export const jsonb = (v: unknown): ColumnValue => ({ value: v === null || v === undefined ? null : (dbJsonText(v) ?? null), type: 'jsonb' });
 export const float8 = (v: number | null | undefined): ColumnValue => ({ value: v ?? null, type: 'double precision' });
-export const text = (v: string | null | undefined): ColumnValue => ({ value: v ?? null, type: 'text' });
+export const text = (v: string | null | undefined): ColumnValue => ({ value: v === null || v === undefined ? null : dbText(v), type: 'text' });
 export const int = (v: number | null | undefined): ColumnValue => ({ value: v ?? null, type: 'int' });
 export const bigint = (v: number | string | null | undefined): ColumnValue => ({ value: v ?? null, type: 'bigint' });
 export const uuid = (v: string | null | undefined): ColumnValue => ({ value: v ?? null, type: 'uuid' });

@@ -3,6 +3,7 @@ import { bestEffortStages, type PipelineGraph } from '../../pipeline/graph.js';
 import type { StageName } from '../../pipeline/photo-pipeline.js';
 import { isUniqueViolation, OWNS_CONTENT, photoColumns, toPhotoRow, type FileInfo, type PhotoDbRow, type PhotoRef, type PhotoRow, type PhotoStatus, type Stages, type StageState } from './photo-row.js';
 import { assignments, type StageColumns } from './stage-columns.js';
+import { dbText } from '../../shared/text.js';
 
 /** What a stage needs to know about its photo before working: little, so it is cheap to read. */
 export interface StageView {
@@ -203,6 +204,7 @@ export class StageStateRepo {
    * Terminal failure of a stage. A failure that arrives after the stage succeeded (a duplicate
    * delivery, a handler abandoned at its deadline that finished anyway) or after the photo reached
    * complete/duplicate changes nothing and is reported as moot: the photo's outcome stands.
+   * The reason may quote file-derived text; one Postgres refused could never be recorded.
    */
   async recordFailure(ref: PhotoRef, f: StageFailure): Promise<'recorded' | 'moot' | 'missing'> {
     const { rowCount } = await this.db.query(
@@ -211,7 +213,7 @@ export class StageStateRepo {
          stages = stages || jsonb_build_object($2::text, 'failed'),
          updated_at = now(), progressed_at = now()
        WHERE id = $1 AND tenant_id = $7 AND status NOT IN ('complete', 'duplicate') AND COALESCE(stages ->> $2, 'pending') <> 'done'`,
-      [ref.photoId, f.stage, f.reason, f.code, f.errorClass, f.attempts, ref.tenantId],
+      [ref.photoId, f.stage, dbText(f.reason), f.code, f.errorClass, f.attempts, ref.tenantId],
     );
     if (rowCount === 1) return 'recorded';
     // Another tenant's photo counts as missing: nothing is recorded on it, and the letter says why.
