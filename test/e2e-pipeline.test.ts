@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import sharp from 'sharp';
-import { distinctJpeg, photo, readManifest, type ManifestRow } from './helpers/fixtures.js';
+import { distinctJpeg, photo, PLACE_DIFFERENCES, readManifest, type ManifestRow } from './helpers/fixtures.js';
 import { Stack, type PhotoView } from './helpers/stack.js';
 
 /**
@@ -70,10 +70,17 @@ describe('end-to-end pipeline', () => {
         assert.ok(Math.abs(v.exif.gps.lat - row.gpsLat) < 1e-6, `${row.file} lat`);
         assert.ok(Math.abs(v.exif.gps.lon - row.gpsLon) < 1e-6, `${row.file} lon`);
         assert.equal(v.stages.geocode, 'done');
-        assert.equal(v.place, null);
+        // The offline geocoder's place: the manifest's, or a documented PPLX difference.
+        const want = PLACE_DIFFERENCES[row.file] ?? { geonameId: row.geonameId, name: row.nearestCity };
+        const place = v.place as { geonameId: number; name: string; countryCode: string; distanceKm: number } | null;
+        assert.equal(place?.geonameId, want.geonameId, `${row.file} place ${JSON.stringify(v.place)}`);
+        assert.equal(place?.name, want.name, `${row.file} place name`);
+        assert.equal(place?.countryCode, row.country, `${row.file} country`);
+        assert.ok(place && place.distanceKm >= 0 && place.distanceKm <= 25, `${row.file} distance`);
       } else {
         assert.equal(v.exif?.gps ?? null, null, `${row.file} has no GPS`);
         assert.equal(v.stages.geocode, 'skipped');
+        assert.equal(v.place, null);
       }
     }
   });

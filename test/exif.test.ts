@@ -37,4 +37,13 @@ describe('EXIF', () => {
     assert.equal(raw?.userComment, undefined);
     assert.equal(raw?.UserComment, undefined, 'its blank comment is left out');
   });
+  it('takes (0,0), out-of-range values and contradicting or half-missing hemisphere refs for no GPS, with a note', () => {
+    assert.deepEqual(normalise({ latitude: 0, longitude: 0, GPSLatitudeRef: 'N', GPSLongitudeRef: 'E' }).gps, null);
+    assert.match(normalise({ latitude: 0, longitude: 0 }).gpsNote ?? '', /0,0/);
+    assert.match(normalise({ latitude: 95, longitude: 10 }).gpsNote ?? '', /out of range/);
+    assert.match(normalise({ latitude: 43.4, longitude: 11.8, GPSLatitudeRef: 'S', GPSLongitudeRef: 'E' }).gpsNote ?? '', /contradicts/);
+    assert.match(normalise({ latitude: 43.4, longitude: 11.8, GPSLatitudeRef: 'N' }).gpsNote ?? '', /GPSLongitudeRef missing/);
+    assert.deepEqual(normalise({ latitude: 43.4, longitude: -3.7, GPSLatitudeRef: 'N', GPSLongitudeRef: 'W' }).gps, { lat: 43.4, lon: -3.7, alt: null });
+    assert.equal(normalise({ Make: 'x' }).gpsNote, null, 'no GPS tags: nothing to say');
+  });
 });

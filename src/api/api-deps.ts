@@ -2,6 +2,7 @@ import type { ProcessClients } from '../shared/process-resources.js';
 import type { PhotoRepos } from '../db/photos/index.js';
 import type { ApiKeyRepo } from '../db/api-key-repo.js';
 import type { FrameRepo } from '../db/frame-repo.js';
+import type { PlaceRepo } from '../db/places/place-repo.js';
 import type { LoadShedder } from './load-shedder.js';
 import type { DlqService } from '../queues/dlq-service.js';
 import type { TenantLoad } from '../pipeline/tenant-load.js';
@@ -11,6 +12,7 @@ export interface ApiDeps extends ProcessClients {
   photos: PhotoRepos;
   apiKeys: ApiKeyRepo;
   frames: FrameRepo;
+  places: PlaceRepo;
   shedder: LoadShedder;
   tenantLoad: TenantLoad;
   dlq: DlqService;

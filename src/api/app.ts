@@ -12,6 +12,7 @@ import { registerPhotoRoutes } from './routes/photos.js';
 import { registerFrameRoutes } from './routes/frame.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerAdminDlqRoutes } from './routes/admin-dlq.js';
+import { registerPlaceRoutes } from './routes/places.js';
 
 /**
  * Body limit of every route that does not name its own: only the upload (UPLOAD_MAX_BYTES), the
@@ -185,6 +186,7 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   registerHealthRoutes(app, deps);
   registerPhotoRoutes(app, deps);
   registerFrameRoutes(app, deps);
+  registerPlaceRoutes(app, deps);
   registerAdminDlqRoutes(app, deps);
   return app;
 }

@@ -34,7 +34,8 @@ const REASONS: Record<string, PublicReason> = {
   empty_file: { text: 'the upload is empty' },
   heic_thread_failed: { text: 'the HEIC decoder failed on this image' },
   worker_crashed: { text: 'processing this image repeatedly stopped the worker, so it was given up' },
-  blob_missing: { text: 'the uploaded bytes expired before processing finished; upload the photo again' },
+  blob_missing: { text: 'the uploaded bytes are gone (lost by a storage restart, or kept past the retention of failed photos); upload the photo again' },
+  invalid_data: { text: 'a value read from the file could not be stored' },
   timeout: { text: (stage) => `processing took too long (${stage})` },
 
   // Storage (S3).
@@ -58,6 +59,10 @@ const REASONS: Record<string, PublicReason> = {
   tenant_mismatch: { text: INTERNAL },
   unexpected: { text: INTERNAL },
   injected_fault: { text: 'injected test failure' },
+
+  // Geocoding (best effort: the photo completes without a place).
+  geocoder_unavailable: { text: 'the geocoding service was unavailable; the photo has no place for now' },
+  geocoder_rejected: { text: 'the geocoding service refused the request' },
 
   // Downloads (src/shared/net FetchError codes).
   blocked_address: { text: `${DOWNLOAD}: its address may not be fetched` },

@@ -77,3 +77,34 @@ export function decodeCursor(cursor: string): ListCursor {
   if (typeof createdAt !== 'string' || typeof id !== 'string' || !isListPosition(createdAt) || !uuidParam.safeParse(id).success) throw invalid;
   return { createdAt, id };
 }
+
+/** A place list position: the newest photo's time there (as Postgres gives it) and the GeoNames id. */
+export interface PlaceCursor {
+  at: string;
+  id: number;
+}
+
+export function encodePlaceCursor(c: PlaceCursor): string {
+  return Buffer.from(JSON.stringify([c.at, c.id])).toString('base64url');
+}
+
+export function decodePlaceCursor(cursor: string): PlaceCursor {
+  const invalid = new HttpError(400, 'invalid_cursor', 'cursor is not one this API returned');
+  if (cursor.length > MAX_CURSOR_LENGTH || !/^[A-Za-z0-9_-]+$/.test(cursor)) throw invalid;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    throw invalid;
+  }
+  if (!Array.isArray(parsed) || parsed.length !== 2) throw invalid;
+  const [at, id] = parsed as unknown[];
+  if (typeof at !== 'string' || !isListPosition(at) || typeof id !== 'number' || !Number.isSafeInteger(id) || id < 1) throw invalid;
+  return { at, id };
+}
+
+/** A GeoNames id in a path: digits only, within what the column holds. */
+export const geonameIdParam = z
+  .string()
+  .regex(/^[1-9]\d{0,14}$/)
+  .transform(Number);

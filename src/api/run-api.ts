@@ -6,6 +6,7 @@ import { dlqServiceFor } from '../pipeline/replay.js';
 import { photoRepos } from '../db/photos/index.js';
 import { ApiKeyRepo } from '../db/api-key-repo.js';
 import { FrameRepo } from '../db/frame-repo.js';
+import { PlaceRepo } from '../db/places/place-repo.js';
 import { LoadShedder } from './load-shedder.js';
 import { TenantLoad } from '../pipeline/tenant-load.js';
 import { buildApp } from './app.js';
@@ -30,6 +31,7 @@ export async function runApi(config: Config): Promise<void> {
     photos,
     apiKeys: new ApiKeyRepo(db),
     frames: new FrameRepo(db),
+    places: new PlaceRepo(db),
     shedder,
     tenantLoad: new TenantLoad(config, redis, photos.intake),
     dlq: dlqServiceFor(res, photos.stages),

@@ -16,6 +16,7 @@ import { parseRoles, positiveIntOption } from './args.js';
 import { startCommand, workersCommand } from './supervise-command.js';
 import { registerKeysCommand } from './commands/keys-command.js';
 import { registerDlqCommand } from './commands/dlq-command.js';
+import { registerPlacesCommand } from './commands/places-command.js';
 import { out, withTools } from './tool-context.js';
 
 const ROLE_HELP = `role names or queue names, comma-separated (${STAGES.join(', ')})`;
@@ -121,6 +122,7 @@ export function buildProgram(): Command {
 
   registerKeysCommand(program, cfg);
   registerDlqCommand(program, cfg);
+  registerPlacesCommand(program, cfg);
 
   program
     .command('local-s3')

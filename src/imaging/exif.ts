@@ -1,4 +1,5 @@
 import exifr from 'exifr';
+import { validGps } from '../places/gps-validator.js';
 import { dbText, truncateText, wellFormed } from '../shared/text.js';
 
 export interface GpsFix {
@@ -14,6 +15,8 @@ export interface NormalisedExif {
   takenAt: string | null;
   orientation: number | null;
   gps: GpsFix | null;
+  /** Why GPS tags the file has are not used as a position ((0,0), out of range, a missing hemisphere); null otherwise. */
+  gpsNote: string | null;
 }
 
 export interface ExifResult {
@@ -22,7 +25,7 @@ export interface ExifResult {
   raw: Record<string, unknown> | null;
 }
 
-const EMPTY: NormalisedExif = { make: null, model: null, takenAt: null, orientation: null, gps: null };
+const EMPTY: NormalisedExif = { make: null, model: null, takenAt: null, orientation: null, gps: null, gpsNote: null };
 
 /**
  * Reads the EXIF blocks (IFD0/TIFF, Exif, GPS, Interop, UserComment) with exifr. Left out: IFD1,
@@ -72,20 +75,28 @@ export function normalise(o: Record<string, unknown>): NormalisedExif {
     model: cleanString(o.Model),
     takenAt: exifDate(o.DateTimeOriginal ?? o.CreateDate ?? o.ModifyDate, o.OffsetTimeOriginal ?? o.OffsetTime),
     orientation,
-    gps: gpsFix(o),
+    ...gpsFix(o),
   };
 }
 
-function gpsFix(o: Record<string, unknown>): GpsFix | null {
-  const lat = o.latitude;
-  const lon = o.longitude;
-  if (typeof lat !== 'number' || typeof lon !== 'number' || !Number.isFinite(lat) || !Number.isFinite(lon)) return null;
-  if (Math.abs(lat) > 90 || Math.abs(lon) > 180) return null;
+/**
+ * The photo's position, if its GPS tags give a usable one (validGps: not (0,0), in range, with
+ * its hemisphere refs); otherwise a note saying why not, when the file has GPS tags at all.
+ */
+function gpsFix(o: Record<string, unknown>): { gps: GpsFix | null; gpsNote: string | null } {
+  const hasGps = o.latitude !== undefined || o.longitude !== undefined || o.GPSLatitude !== undefined || o.GPSLongitude !== undefined;
+  if (!hasGps) return { gps: null, gpsNote: null };
+  // Hemisphere refs are checked when the file writes them (a contradicting or half-missing pair
+  // means the position is a guess); a file with neither is read as exifr reads it.
+  const refs = o.GPSLatitudeRef !== undefined || o.GPSLongitudeRef !== undefined ? { latRef: o.GPSLatitudeRef, lonRef: o.GPSLongitudeRef } : undefined;
+  const check = validGps(o.latitude, o.longitude, refs);
+  if (!check.ok) return { gps: null, gpsNote: check.note };
+  const { lat, lon } = check;
   let alt: number | null = null;
   if (typeof o.GPSAltitude === 'number' && Number.isFinite(o.GPSAltitude) && Math.abs(o.GPSAltitude) < 100_000) {
     alt = belowSeaLevel(o.GPSAltitudeRef) ? -o.GPSAltitude : o.GPSAltitude;
   }
-  return { lat, lon, alt };
+  return { gps: { lat, lon, alt }, gpsNote: null };
 }
 
 /**

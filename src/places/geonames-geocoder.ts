@@ -22,6 +22,8 @@ export interface GeoNamesGeocoderOptions {
   cacheTtlSeconds: number;
   timeoutMs: number;
   maxDistanceKm?: number;
+  /** Longest pause after a quota or account error (default: until the service's window resets). */
+  maxPauseMs?: number;
 }
 
 /** Cached per cell: the nearest town to the cell's centre, or null for "none within the radius". */
@@ -146,7 +148,9 @@ export class GeoNamesGeocoder implements ReverseGeocoder {
     }
     const answer = await findNearbyTown(this.client, cell.lat, cell.lon);
     if ('quota' in answer) {
-      const { code, message, pauseMs: ms } = answer.quota;
+      const { code, message } = answer.quota;
+      // The service's window decides the pause; an operator may cap it so that calls are probed sooner.
+      const ms = Math.min(answer.quota.pauseMs, this.opts.maxPauseMs ?? Number.POSITIVE_INFINITY);
       const reason = `GeoNames ${code === 10 ? 'account' : 'quota'} error ${code}: ${message}`.slice(0, 300);
       await this.redisCall('set the pause', () => this.opts.redis.set(pauseKey, reason, 'PX', ms));
       throw new RateLimitedError(ms, reason);

@@ -209,7 +209,7 @@ export class StageConsumer {
     }
     const message = decoded.message;
     entry.about = { photoId: message.photoId, tenantId: message.tenantId, attempt };
-    const log = this.log.child({ photoId: message.photoId, tenantId: message.tenantId, attempt });
+    const log = this.log.child({ photoId: message.photoId, tenantId: message.tenantId, attempt, ...(entry.lane === 'bulk' ? { lane: 'bulk' } : {}) });
     this.emit(entry, { type: 'started' });
 
     const crashes = await this.previousDeliveries(msg, headers).catch(() => 0);

@@ -180,6 +180,8 @@ const envSchema = z.object({
   GEONAMES_WINDOW_SECONDS: intFromEnv(1).default(3_600),
   GEONAMES_CACHE_TTL_SECONDS: intFromEnv(1).default(30 * 24 * 3_600),
   GEONAMES_TIMEOUT_MS: intFromEnv(100).default(10_000),
+  /** Longest pause of every geocode process after a quota error (default: until the service's hour, day or week resets). */
+  GEONAMES_MAX_PAUSE_SECONDS: intFromEnv(1).optional(),
 
   SHUTDOWN_GRACE_MS: intFromEnv(100).default(15_000),
 

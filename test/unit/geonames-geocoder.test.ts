@@ -6,7 +6,7 @@ import { GeocoderRejectedError, GeocoderUnavailableError, RateLimitedError } fro
 import { cellOf, GeoNamesGeocoder, type GeoNamesGeocoderOptions } from '../../src/places/geonames-geocoder.js';
 import { quotaPauseMs } from '../../src/places/geonames-client.js';
 import type { GeocodeResult } from '../../src/places/place-types.js';
-import { FakeGeoNames } from './fake-geonames.js';
+import { FakeGeoNames } from '../helpers/fake-geonames.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 

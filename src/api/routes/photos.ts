@@ -5,7 +5,7 @@ import { PHOTO_STATUSES } from '../../db/photos/photo-row.js';
 import { acceptPhoto, type RejectionCode } from '../../pipeline/accept-photo.js';
 import { TenantLimitError } from '../../pipeline/tenant-load.js';
 import { sanitizeFilename } from '../filename.js';
-import { toPhotoView } from '../photo-view.js';
+import { statusUrlFor, toPhotoView } from '../photo-view.js';
 import { decodeCursor, encodeCursor, intParam, optionalEnumParam, queryError, uuidParam } from '../query.js';
 import { tenantOf } from '../route-auth.js';
 import type { ApiDeps } from '../api-deps.js';
@@ -71,10 +71,7 @@ export function registerPhotoRoutes(app: FastifyInstance, deps: ApiDeps): void {
     sheddingReason: () => deps.shedder.sheddingReason,
     lanes: deps.tenantLoad,
   };
-  // Without PUBLIC_BASE_URL the URL is relative (RFC 9110 allows a relative Location): building it
-  // from the request's Host header would hand clients whatever host they (or anyone) claimed.
-  const base = config.PUBLIC_BASE_URL?.replace(/\/$/, '') ?? '';
-  const statusUrl = (id: string) => `${base}/v1/photos/${id}`;
+  const statusUrl = statusUrlFor(config.PUBLIC_BASE_URL);
 
   // Load and the tenant's limits are checked in onRequest too (after the key, which the app checks
   // for every tenant route), before a possibly large body is read.

@@ -267,6 +267,19 @@ export class StageStateRepo {
     return rowCount === 1;
   }
 
+  /**
+   * A complete photo's stage is to run again (re-geocoding after a change of provider or data): the
+   * stage is pending, the photo stays complete. False when the photo is not complete.
+   */
+  async redoStage(ref: PhotoRef, stage: StageName): Promise<boolean> {
+    const { rowCount } = await this.db.query(
+      `UPDATE photos SET stages = stages || jsonb_build_object($3::text, 'pending'), updated_at = now()
+       WHERE id = $1 AND tenant_id = $2 AND status = 'complete'`,
+      [ref.photoId, ref.tenantId, stage],
+    );
+    return rowCount === 1;
+  }
+
   /** A retry was scheduled or the reconciler republished the photo: the next stale check waits a full threshold again. */
   async touchProgress(id: string): Promise<void> {
     await this.db.query(`UPDATE photos SET progressed_at = now() WHERE id = $1 AND status IN ('queued', 'processing')`, [id]);

@@ -31,6 +31,7 @@ function providers(deps: StageDeps): (p: Provider) => Promise<ReverseGeocoder> {
         cacheTtlSeconds: config.GEONAMES_CACHE_TTL_SECONDS,
         timeoutMs: config.GEONAMES_TIMEOUT_MS,
         maxDistanceKm: config.PLACE_MAX_DISTANCE_KM,
+        maxPauseMs: config.GEONAMES_MAX_PAUSE_SECONDS === undefined ? undefined : config.GEONAMES_MAX_PAUSE_SECONDS * 1000,
       }),
     );
   };
