@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import sharp from 'sharp';
 import { distinctJpeg, photo, PLACE_DIFFERENCES, readManifest, type ManifestRow } from './helpers/fixtures.js';
-import { Stack, type PhotoView } from './helpers/stack.js';
+import { Stack, waitFor, type PhotoView } from './helpers/stack.js';
 
 /**
  * The whole pipeline on real services: every photo of the shared corpus goes through the
@@ -187,8 +187,10 @@ describe('end-to-end pipeline', () => {
       return out; // closing the connection hands the letters back
     });
     assert.ok(letters.includes(id), 'its dead letter is in the DLQ of the stage that failed');
-    // A failed photo keeps its upload in Redis (until the TTL) so that a replay can run it again.
-    assert.ok(await stack.redis.exists(`${stack.config.REDIS_KEY_PREFIX}blob:${id}:raw`), 'the raw upload is kept');
+    // A failed photo keeps its upload for a replay: parked in S3 (FAILED_RETENTION_SECONDS), out of Redis.
+    const parked = await waitFor('the failed photo\'s upload to be parked', async () => (await stack.s3Object(`_parked/${id}/raw`).catch(() => null))?.body, 20_000, 200);
+    assert.deepEqual(parked, photo('jpg/corrupted.jpg'), 'the raw upload is kept, byte for byte');
+    assert.equal(await stack.redis.exists(`${stack.config.REDIS_KEY_PREFIX}blob:${id}:raw`), 0, 'and no longer counts against Redis memory');
   });
 
   it('deletes the Redis blobs of completed photos', async () => {
