@@ -50,7 +50,14 @@ describe('places', () => {
   let fake: FakeGeoNames;
   let others: Proc;
   let geocoders: Proc[] = [];
-  const GEONAMES = { GEOCODER: 'geonames', GEONAMES_USERNAME: 'photopipe-test', GEONAMES_CALLS_PER_WINDOW: '4', GEONAMES_WINDOW_SECONDS: '10', GEONAMES_MAX_PAUSE_SECONDS: '3' };
+  const geonames = (): Record<string, string> => ({
+    GEOCODER: 'geonames',
+    GEONAMES_BASE_URL: fake.url,
+    GEONAMES_USERNAME: 'photopipe-test',
+    GEONAMES_CALLS_PER_WINDOW: '4',
+    GEONAMES_WINDOW_SECONDS: '10',
+    GEONAMES_MAX_PAUSE_SECONDS: '3',
+  });
 
   const gpsJpeg = async (lat: number, lon: number, salt: string) => distinctJpeg(await craftedJpeg({ gps: gpsEntries(lat, lon) }), salt);
   const view = async (id: string, key = stack.apiKey) => {
@@ -130,14 +137,14 @@ describe('places', () => {
   });
 
   it('with GeoNames: 100 photos at 10 spots from 2 processes stay within the shared budget, cost at most 10 calls, and spend no attempt on waiting', async () => {
-    await startGeocoders(2, GEONAMES);
+    await startGeocoders(2, geonames());
     const spots = Array.from({ length: 10 }, (_, i) => ({ lat: 44 + i * 0.5, lon: 10 + i * 0.25 }));
     const bodies = await Promise.all(Array.from({ length: 100 }, (_, i) => gpsJpeg(spots[i % 10]!.lat, spots[i % 10]!.lon, `gn-${i}`)));
     const started = Date.now();
     const ids = await uploadAll(bodies);
     const final = await stack.waitAllFinal(ids, 180_000);
     assert.deepEqual([...new Set(final.values())], ['complete']);
-    assert.equal(fake.limitExceeded, false, 'the service never saw its limit exceeded');
+    assert.equal(fake.limitExceeded, false, `the service saw its limit exceeded: ${JSON.stringify(fake.queries.map((q) => [q.at - fake.queries[0]!.at, q.lat, q.lng]))}`);
     assert.ok(fake.calls <= 10, `${fake.calls} calls for 10 spots`);
     const sources = new Set<string>();
     for (const id of ids.slice(0, 10)) sources.add((await view(id)).place?.source ?? 'none');
@@ -173,7 +180,7 @@ describe('places', () => {
   });
 
   it('is best effort: a service down past the retries leaves the photo complete without a place, and a replay finds it later', async () => {
-    await startGeocoders(1, { ...GEONAMES, STAGE_MAX_ATTEMPTS: 'geocode=2' });
+    await startGeocoders(1, { ...geonames(), STAGE_MAX_ATTEMPTS: 'geocode=2' });
     fake.mode = 'http500';
     const [id] = await uploadAll([await gpsJpeg(61, 7, 'down')]);
     assert.equal(await stack.waitFinal(id!, 60_000), 'complete');
@@ -200,7 +207,8 @@ describe('places', () => {
   });
 
   it('re-geocodes complete photos through the bulk lane with another provider', async () => {
-    await startGeocoders(1, GEONAMES);
+    await startGeocoders(1, geonames());
+    const { rows: before } = await stack.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM photos WHERE tenant_id = $1 AND status = 'complete' AND gps_lat IS NOT NULL`, [stack.tenant]);
     const res = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
       execFile(process.execPath, [BIN, 'places', 'regeocode', '--tenant', stack.tenant, '--provider', 'offline'], { env: { ...process.env, ...stack.env }, timeout: 120_000 }, (err, stdout, stderr) =>
         resolve({ code: err ? 1 : 0, stdout, stderr }),
@@ -209,7 +217,8 @@ describe('places', () => {
     assert.equal(res.code, 0, res.stderr);
     const report = JSON.parse(res.stdout) as { queued: number; provider: string };
     assert.equal(report.provider, 'offline');
-    assert.ok(report.queued >= 300, `queued ${report.queued}`);
+    assert.equal(report.queued, before[0]?.n, 'every complete photo with GPS');
+    assert.ok(report.queued >= 300);
     await waitFor('every photo geocoded again', async () => {
       const { rows } = await stack.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM photos WHERE tenant_id = $1 AND stages ->> 'geocode' = 'pending'`, [stack.tenant]);
       return rows[0]?.n === 0;

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
+import { SlidingWindowBudget } from '../shared/sliding-window-budget.js';
 import { coerceError } from '../shared/errors.js';
 import { GeocoderUnavailableError, RateLimitedError } from './errors.js';
 import { findNearbyTown, type GeoNamesClientOptions, type RemoteTown } from './geonames-client.js';
@@ -50,7 +50,7 @@ const POLL_MS = 50;
  *    checked before spending budget, until the service's window resets.
  */
 export class GeoNamesGeocoder implements ReverseGeocoder {
-  private readonly limiter: RateLimiterRedis;
+  private readonly budget: SlidingWindowBudget;
   private readonly client: GeoNamesClientOptions;
   private readonly maxDistanceKm: number;
   private readonly inFlight = new Map<string, Promise<CellAnswer>>();
@@ -60,12 +60,13 @@ export class GeoNamesGeocoder implements ReverseGeocoder {
       throw new Error('GeoNamesGeocoder: callsPerWindow, windowSeconds, cacheTtlSeconds and timeoutMs must be positive');
     }
     this.maxDistanceKm = opts.maxDistanceKm ?? DEFAULT_MAX_DISTANCE_KM;
-    this.limiter = new RateLimiterRedis({
-      storeClient: opts.redis,
-      keyPrefix: `${opts.keyPrefix}:budget`,
-      points: opts.callsPerWindow,
-      duration: opts.windowSeconds,
-    });
+    // A sliding window, not a fixed one: the service's own window starts wherever it starts, and a
+    // fixed window of ours could let twice the budget into one of its windows.
+    // The service counts calls when they arrive, a little after they were spent here, and not in
+    // the order spent: a second of slack (or 2 % of a long window) keeps jitter on the wire from
+    // putting one call too many into its window.
+    const windowMs = opts.windowSeconds * 1000;
+    this.budget = new SlidingWindowBudget(opts.redis, `${opts.keyPrefix}:budget:${opts.username}`, opts.callsPerWindow, windowMs + Math.max(1_000, windowMs * 0.02));
     this.client = {
       baseUrl: opts.baseUrl,
       username: opts.username,
@@ -138,14 +139,13 @@ export class GeoNamesGeocoder implements ReverseGeocoder {
     const pauseKey = this.key('pause');
     const [pauseMs, pauseReason] = await this.redisCall('read the pause', () => Promise.all([this.opts.redis.pttl(pauseKey), this.opts.redis.get(pauseKey)]));
     if (pauseMs > 0) throw new RateLimitedError(pauseMs, `GeoNames calls paused: ${pauseReason ?? 'quota'}`);
+    let waitMs: number;
     try {
-      await this.limiter.consume(this.opts.username, 1);
+      waitMs = await this.budget.spend();
     } catch (err) {
-      if (err instanceof RateLimiterRes) {
-        throw new RateLimitedError(Math.max(1, err.msBeforeNext), `GeoNames budget of ${this.opts.callsPerWindow} calls per ${this.opts.windowSeconds} s spent`);
-      }
       throw new GeocoderUnavailableError(`cannot spend from the GeoNames budget: ${coerceError(err).message}`, { cause: err });
     }
+    if (waitMs > 0) throw new RateLimitedError(waitMs, `GeoNames budget of ${this.opts.callsPerWindow} calls per ${this.opts.windowSeconds} s spent`);
     const answer = await findNearbyTown(this.client, cell.lat, cell.lon);
     if ('quota' in answer) {
       const { code, message } = answer.quota;

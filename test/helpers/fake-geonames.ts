@@ -14,7 +14,7 @@ export class FakeGeoNames {
   rows: ((lat: number, lng: number) => unknown[]) | null = null;
   calls = 0;
   limitExceeded = false;
-  readonly queries: { lat: number; lng: number; username: string | null; radius: string | null }[] = [];
+  readonly queries: { lat: number; lng: number; username: string | null; radius: string | null; at: number }[] = [];
   private windowStart = 0;
   private inWindow = 0;
   private readonly ids = new Map<string, number>();
@@ -49,7 +49,7 @@ export class FakeGeoNames {
     this.inWindow++;
     const lat = Number(url.searchParams.get('lat'));
     const lng = Number(url.searchParams.get('lng'));
-    this.queries.push({ lat, lng, username: url.searchParams.get('username'), radius: url.searchParams.get('radius') });
+    this.queries.push({ lat, lng, username: url.searchParams.get('username'), radius: url.searchParams.get('radius'), at: now });
     if (this.inWindow > this.limit.calls) {
       this.limitExceeded = true;
       return json(res, { status: { message: 'the hourly limit of 1000 credits for demo has been exceeded', value: 19 } });
