@@ -14,6 +14,7 @@ revision="${RABBITMQ_DASHBOARD_REVISION:-11}"
 sha256="${RABBITMQ_DASHBOARD_SHA256:-66340fa3256d432287cba75ab5177eb058c77afa7d521a75d58099f95b1bff50}"
 out="${DASHBOARD_DIR:-/dashboards}/rabbitmq-overview.json"
 tmp="$(mktemp)"
+trap 'rm -f "$tmp"' EXIT
 
 if ! curl -fsSL --max-time 30 --retry 2 -o "$tmp" "https://grafana.com/api/dashboards/$id/revisions/$revision/download"; then
   echo "grafana-dashboards: WARNING could not download dashboard $id revision $revision (no internet?);" \
@@ -28,6 +29,7 @@ if [ "$got" != "$sha256" ]; then
 fi
 # The export names its data source through an import-time input; provisioning has no inputs, so
 # point it at the provisioned Prometheus data source (uid `prometheus`).
+# shellcheck disable=SC2016 # literal ${...} placeholders, not shell expansions
 sed -e 's/\${DS_PROMETHEUS}/prometheus/g' -e 's/\${DS_PROMETHEUS_DS}/prometheus/g' "$tmp" > "$out.new" && mv "$out.new" "$out"
 chmod 0644 "$out"
 echo "grafana-dashboards: installed RabbitMQ overview ($id revision $revision) as $out"
