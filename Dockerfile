@@ -4,7 +4,9 @@
 #   api | worker --role <stage> | reconciler | migrate | topology | keys ... | dlq ...
 # See docker-compose.yml and "Running in containers" in README.md.
 
-ARG NODE_IMAGE=node:22-bookworm-slim
+# Pinned to a release (not the moving 22-bookworm-slim tag) so a rebuild gets the same runtime;
+# bump it deliberately, e.g. for Node security releases.
+ARG NODE_IMAGE=node:22.18.0-bookworm-slim
 
 # ---------------------------------------------------------------------------
 # build: full install (TypeScript, tsx, eslint...), compile src/ to dist/, then
@@ -41,11 +43,14 @@ COPY package.json ./
 COPY bin ./bin
 COPY migrations ./migrations
 
-USER node
-EXPOSE 8080
+# The image's `node` user, by number: Kubernetes' runAsNonRoot can only verify a numeric user.
+USER 1000:1000
+# api: PORT (8080). worker and reconciler: METRICS_PORT (9464) for /metrics, /healthz, /readyz.
+EXPOSE 8080 9464
 
-# No HEALTHCHECK here: only the api serves HTTP; docker-compose.yml defines health checks per
-# service. SIGTERM reaches node directly (exec form); every role shuts down within
-# SHUTDOWN_GRACE_MS (default 15 s), so give it a stop timeout a bit longer than that.
+# No HEALTHCHECK here: the port to ask depends on the role (8080 for the api, 9464 otherwise);
+# docker-compose.yml and the Kubernetes manifests (infra/k8s) define the checks per role.
+# SIGTERM reaches node directly (exec form); every role shuts down within SHUTDOWN_GRACE_MS
+# (default 15 s), so give it a stop timeout a bit longer than that.
 ENTRYPOINT ["node", "bin/photopipe.js"]
 CMD ["api"]
