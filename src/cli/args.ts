@@ -1,4 +1,5 @@
-import { STAGES, type StageName } from '../shared/config.js';
+import { WORKER_ROLES, isStageRole } from '../workers/roles.js';
+import { STAGES, type StageName } from '../pipeline/photo-pipeline.js';
 
 /** A wrong command line: the CLI prints the message and exits with code 2. */
 export class UsageError extends Error {
@@ -6,18 +7,18 @@ export class UsageError extends Error {
 }
 
 /** Accepts role names (frame) or queue names (photopipe.frame), comma-separated. Unset = every role. */
-export function parseRoles(value: string | undefined, prefix: string): StageName[] {
-  if (value === undefined) return [...STAGES];
+export function parseRoles(value: string | undefined, prefix: string): string[] {
+  if (value === undefined) return [...WORKER_ROLES];
   const roles = value
     .split(',')
     .map((r) => r.trim())
     .filter(Boolean)
     .map((r) => (r.startsWith(`${prefix}.`) ? r.slice(prefix.length + 1) : r));
   for (const r of roles) {
-    if (!(STAGES as readonly string[]).includes(r)) throw new UsageError(`unknown role "${r}"; roles: ${STAGES.join(', ')}`);
+    if (!WORKER_ROLES.includes(r)) throw new UsageError(`unknown role "${r}"; roles: ${WORKER_ROLES.join(', ')}`);
   }
-  if (roles.length === 0) throw new UsageError(`no role given; roles: ${STAGES.join(', ')}`);
-  return [...new Set(roles)] as StageName[];
+  if (roles.length === 0) throw new UsageError(`no role given; roles: ${WORKER_ROLES.join(', ')}`);
+  return [...new Set(roles)];
 }
 
 /** A commander argument parser for positive integers that names the option in its error. */
@@ -27,4 +28,11 @@ export function positiveIntOption(name: string): (value: string) => number {
     if (!Number.isInteger(n) || n < 1) throw new UsageError(`${name} must be a positive integer`);
     return n;
   };
+}
+
+/** One pipeline stage (role or queue name), for tools that work on a stage's queues (dlq). */
+export function parseStage(value: string, prefix: string): StageName {
+  const [role] = parseRoles(value, prefix);
+  if (!role || !isStageRole(role)) throw new UsageError(`unknown role "${value}"; stages: ${STAGES.join(', ')}`);
+  return role;
 }

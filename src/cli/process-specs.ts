@@ -1,7 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import type { ChildSpec } from '../supervisor/supervisor.js';
-import type { StageName } from '../shared/config.js';
 
 /** bin/photopipe.js: runs the TypeScript source in a checkout and the compiled code in the image. */
 export const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'photopipe.js');
@@ -10,6 +9,6 @@ export function cliChild(role: string, args: string[], env: NodeJS.ProcessEnv): 
   return { role, command: process.execPath, args: [BIN, ...args], env };
 }
 
-export function workerChild(stage: StageName, env: NodeJS.ProcessEnv, concurrency?: number): ChildSpec {
+export function workerChild(stage: string, env: NodeJS.ProcessEnv, concurrency?: number): ChildSpec {
   return cliChild(`worker:${stage}`, ['worker', '--role', stage, ...(concurrency ? ['--concurrency', String(concurrency)] : [])], env);
 }

@@ -7,6 +7,8 @@ import { migrate } from '../db/migrate.js';
 import { Broker } from '../queues/broker.js';
 import { buildTopology, toDefinitions } from '../queues/topology.js';
 import { PIPELINE } from '../pipeline/photo-pipeline.js';
+import { WORKER_ROLES } from '../workers/roles.js';
+import { SERVICE_ROLE_NAMES } from '../workers/service-roles.js';
 import { reconcileOnce } from '../reconciler/reconciler.js';
 import { runReconciler } from '../reconciler/run-reconciler.js';
 import { runApi } from '../api/run-api.js';
@@ -19,12 +21,13 @@ import { registerDlqCommand } from './commands/dlq-command.js';
 import { registerPlacesCommand } from './commands/places-command.js';
 import { out, withTools } from './tool-context.js';
 
-const ROLE_HELP = `role names or queue names, comma-separated (${STAGES.join(', ')})`;
+const ROLE_HELP = `role names or queue names, comma-separated (${WORKER_ROLES.join(', ')})`;
 
 /** The roles with their queues and what each does, from the pipeline's declaration. */
 function rolesTable(config: Config): string {
   const t = buildTopology(config);
-  const rows = STAGES.map((s) => `  ${s.padEnd(10)} ${t.workQueue(s).padEnd(24)} ${PIPELINE.spec[s].description}`);
+  const rows = STAGES.map((s) => `  ${s.padEnd(10)} ${t.workQueue(s).padEnd(24)} ${PIPELINE.spec[s].description} (bulk lane: ${t.workQueue(s, 'bulk')})`);
+  for (const r of SERVICE_ROLE_NAMES) rows.push(`  ${r.padEnd(10)} ${t.serviceQueue(r).padEnd(24)} (service role)`);
   return `\n  role       queue                    work\n${rows.join('\n')}\n`;
 }
 

@@ -1,6 +1,7 @@
 import { createConnection } from 'node:net';
 import amqplib from 'amqplib';
-import { loadConfig, STAGES, type Config, type StageName } from '../shared/config.js';
+import { loadConfig, type Config } from '../shared/config.js';
+import { WORKER_ROLES } from '../workers/roles.js';
 import { createLogger, type Logger } from '../shared/logger.js';
 import { migrate } from '../db/migrate.js';
 import { buildTopology, declareTopology } from '../queues/topology.js';
@@ -96,13 +97,13 @@ export async function startCommand(): Promise<void> {
     });
   }
   sup.start(cliChild('api', ['api'], env));
-  for (const stage of STAGES) sup.start(workerChild(stage, env));
+  for (const role of WORKER_ROLES) sup.start(workerChild(role, env));
   sup.start(cliChild('reconciler', ['reconciler'], env));
   log.info({ port: config.PORT }, 'photopipe started: API, workers and reconciler are supervised; Ctrl-C stops everything');
 }
 
 /** `photopipe workers --queues a,b [--concurrency N] [--processes N]`: supervised worker processes for chosen roles. */
-export async function workersCommand(roles: StageName[], opts: { concurrency?: number; processes?: number }): Promise<void> {
+export async function workersCommand(roles: string[], opts: { concurrency?: number; processes?: number }): Promise<void> {
   const config = loadConfig();
   const log = createLogger(config, { role: 'supervisor' });
   const sup = supervisorFor(config, log);

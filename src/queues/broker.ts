@@ -142,6 +142,21 @@ export class Broker {
     };
   }
 
+  /** A domain event on the events exchange (topic). Unroutable is fine: nobody may follow it yet. */
+  async publishEvent(routingKey: string, body: unknown): Promise<void> {
+    if (!this.isConnected()) throw new RetryableError('amqp_unavailable', 'RabbitMQ is not connected');
+    try {
+      await this.publisher.publish(this.topology.eventsExchange, routingKey, Buffer.from(JSON.stringify(body)), {
+        persistent: true,
+        contentType: 'application/json',
+        messageId: randomUUID(),
+        timestamp: Math.floor(Date.now() / 1000),
+      });
+    } catch (err) {
+      throw new RetryableError('amqp_publish_failed', `publish to ${this.topology.eventsExchange}/${routingKey} not confirmed: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
   /** Messages ready in a stage's queues, both lanes. */
   async stageDepth(stage: StageName): Promise<number> {
     const [a, b] = await Promise.all([this.queueDepth(this.topology.workQueue(stage, 'interactive')), this.queueDepth(this.topology.workQueue(stage, 'bulk'))]);

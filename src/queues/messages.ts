@@ -65,3 +65,18 @@ export function contentTypeOf(msg: { properties: { contentType?: unknown } }): s
   const t: unknown = msg.properties.contentType;
   return typeof t === 'string' ? t : undefined;
 }
+
+/**
+ * A photo reached a final state (complete, duplicate or failed): published on the events exchange
+ * with routing key `photo.final.<status>`, at least once (a redelivered last stage publishes it
+ * again), so consumers (webhooks, batches) drop repeats by photo id.
+ */
+export const photoFinalEventSchema = z.object({
+  v: z.literal(1),
+  type: z.literal('photo.final'),
+  photoId: z.uuid(),
+  tenantId: z.string().min(1).max(200),
+  status: z.enum(['complete', 'duplicate', 'failed']),
+  at: z.string(),
+});
+export type PhotoFinalEvent = z.infer<typeof photoFinalEventSchema>;

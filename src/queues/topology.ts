@@ -31,11 +31,37 @@ export interface BindingSpec {
 export type Lane = 'interactive' | 'bulk';
 export const LANES: readonly Lane[] = ['interactive', 'bulk'];
 
+/**
+ * A queue of a role that is not a pipeline stage (webhook delivery, batch downloads, the batch
+ * dispatcher): bound to the work exchange by its routing keys and/or to the events exchange by
+ * event patterns. Declared with the rest of the topology by every process.
+ */
+export interface ServiceQueue {
+  /** The queue is `<prefix>.<name>`. */
+  name: string;
+  /** Routing keys on the work exchange (direct). */
+  workKeys?: string[];
+  /** Patterns on the events exchange (topic), e.g. `photo.final.*`. */
+  eventKeys?: string[];
+  /** Single active consumer (one consumer at a time gets the messages, in order). */
+  singleActiveConsumer?: boolean;
+}
+
+/**
+ * Service queues of every role that is not a stage. Roles add theirs here (one entry each), so
+ * that every process declares them.
+ */
+export const SERVICE_QUEUES: ServiceQueue[] = [];
+
 export interface Topology {
   workExchange: string;
+  /** Topic exchange for domain events (`photo.final.<status>`): roles that follow photos bind to it. */
+  eventsExchange: string;
+  /** The queue of a service role's entry in SERVICE_QUEUES. */
+  serviceQueue: (name: string) => string;
   retryExchange: string;
   deadLetterExchange: string;
-  exchanges: { name: string; type: 'direct' | 'headers' }[];
+  exchanges: { name: string; type: 'direct' | 'headers' | 'topic' }[];
   queues: QueueSpec[];
   bindings: BindingSpec[];
   /** The stage's work queue in a lane (interactive by default). */
@@ -62,6 +88,8 @@ export function buildTopology(config: Pick<Config, 'AMQP_PREFIX' | 'QUEUE_TYPE' 
   const workExchange = p;
   const retryExchange = `${p}.retry`;
   const deadLetterExchange = `${p}.dlx`;
+  const eventsExchange = `${p}.events`;
+  const serviceQueue = (name: string) => `${p}.${name}`;
   const quorum = config.QUEUE_TYPE === 'quorum';
   const typeArgs = { 'x-queue-type': config.QUEUE_TYPE };
 
@@ -93,6 +121,19 @@ export function buildTopology(config: Pick<Config, 'AMQP_PREFIX' | 'QUEUE_TYPE' 
     // The broker dead-letters with the message's own routing key: one binding per lane.
     for (const lane of LANES) bindings.push({ exchange: deadLetterExchange, queue: dlq(stage), routingKey: routingKey(stage, lane) });
   }
+  for (const sq of SERVICE_QUEUES) {
+    queues.push({
+      name: serviceQueue(sq.name),
+      arguments: {
+        ...typeArgs,
+        'x-dead-letter-exchange': deadLetterExchange,
+        ...(quorum ? { 'x-delivery-limit': config.QUEUE_DELIVERY_LIMIT } : {}),
+        ...(sq.singleActiveConsumer ? { 'x-single-active-consumer': true } : {}),
+      },
+    });
+    for (const key of sq.workKeys ?? []) bindings.push({ exchange: workExchange, queue: serviceQueue(sq.name), routingKey: key });
+    for (const key of sq.eventKeys ?? []) bindings.push({ exchange: eventsExchange, queue: serviceQueue(sq.name), routingKey: key });
+  }
   for (const level of retryLevels) {
     queues.push({
       name: level.queue,
@@ -113,12 +154,15 @@ export function buildTopology(config: Pick<Config, 'AMQP_PREFIX' | 'QUEUE_TYPE' 
 
   return {
     workExchange,
+    eventsExchange,
+    serviceQueue,
     retryExchange,
     deadLetterExchange,
     exchanges: [
       { name: workExchange, type: 'direct' },
       { name: retryExchange, type: 'headers' },
       { name: deadLetterExchange, type: 'direct' },
+      { name: eventsExchange, type: 'topic' },
     ],
     queues,
     bindings,

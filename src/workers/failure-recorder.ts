@@ -2,6 +2,7 @@ import type { Logger } from '../shared/logger.js';
 import type { Broker } from '../queues/broker.js';
 import { PIPELINE } from '../pipeline/photo-pipeline.js';
 import { afterCommit } from './stage-runner.js';
+import { announceFinal } from './photo-events.js';
 import type { BlobStore } from '../shared/blob-store.js';
 import type { ParkedBlobs } from '../shared/parked-blobs.js';
 import type { FailureRecorder } from '../queues/stage-consumer.js';
@@ -34,6 +35,8 @@ export class PhotoFailureRecorder implements FailureRecorder {
     }
     const outcome = await this.deps.photos.stages.recordFailure(ref, f);
     if (outcome === 'recorded') {
+      // The photo is failed: tell its followers (before the dead letter; a failed publish retries all this).
+      await announceFinal(this.deps.broker, ref, 'failed');
       const p = this.park(ref).finally(() => this.parking.delete(p));
       this.parking.add(p);
     }

@@ -1,4 +1,7 @@
-import { STAGES, type Config, type StageName } from '../shared/config.js';
+import type { Config, StageName } from '../shared/config.js';
+import { isStageRole, WORKER_ROLES } from './roles.js';
+import { loadServiceRole } from './service-roles.js';
+import type { ServiceRuntime } from './service-role.js';
 import { createLogger } from '../shared/logger.js';
 import { installShutdown } from '../shared/lifecycle.js';
 import { ProcessResources } from '../shared/process-resources.js';
@@ -20,11 +23,13 @@ import { PhotoFailureRecorder } from './failure-recorder.js';
  * stops taking messages, finishes (or hands back) what it holds within SHUTDOWN_GRACE_MS, stops
  * the stages and closes connections in reverse order, and exits 0.
  */
-export async function runWorkers(config: Config, roles: StageName[], opts: { prefetch?: number } = {}): Promise<void> {
-  const name = roles.length === STAGES.length ? 'worker:all' : `worker:${roles.join(',')}`;
+export async function runWorkers(config: Config, roles: string[], opts: { prefetch?: number } = {}): Promise<void> {
+  const name = roles.length === WORKER_ROLES.length ? 'worker:all' : `worker:${roles.join(',')}`;
+  const stages = roles.filter(isStageRole);
+  const services = roles.filter((r) => !isStageRole(r));
   const log = createLogger(config, { role: name });
   const faults = readTestFaults(process.env);
-  for (const role of roles) {
+  for (const role of stages) {
     if (faults[role]?.exitOnStart) {
       log.error({ stage: role }, 'injected fault: exiting at start-up');
       // What a crashing runtime leaves behind: a plain line on stderr.
@@ -57,13 +62,13 @@ export async function runWorkers(config: Config, roles: StageName[], opts: { pre
   res.releasers.add('stages', async () => {
     for (const [stage, rt] of runtimes) await rt.stop?.().catch((err: Error) => log.warn({ stage, err: err.message }, 'stage stop failed'));
   });
-  for (const stage of roles) {
+  for (const stage of stages) {
     const started = Date.now();
     runtimes.set(stage, await (await loadStageModule(stage)).create(deps));
     log.debug({ stage, ms: Date.now() - started }, 'stage created');
   }
 
-  const consumers = roles.map(
+  const consumers = stages.map(
     (stage) =>
       new StageConsumer({
         config,
@@ -87,6 +92,12 @@ export async function runWorkers(config: Config, roles: StageName[], opts: { pre
   res.releasers.add('consumers', async () => {
     await Promise.all(consumers.map((c) => c.stop(config.SHUTDOWN_GRACE_MS)));
   });
+  // Service roles (webhooks, batches) consume their own queues with the same clients.
+  const serviceRuntimes: ServiceRuntime[] = [];
+  res.releasers.add('services', async () => {
+    await Promise.all(serviceRuntimes.map((s) => s.stop(config.SHUTDOWN_GRACE_MS)));
+  });
+  for (const role of services) serviceRuntimes.push(await (await loadServiceRole(role)).start(deps));
   for (const c of consumers) c.start();
-  log.info({ roles, queues: roles.map((r) => res.broker.topology.workQueue(r)) }, 'worker started');
+  log.info({ roles, queues: stages.map((r) => res.broker.topology.workQueue(r)) }, 'worker started');
 }

@@ -8,6 +8,7 @@ import type { StageCompletion, StageView } from '../db/photos/stage-state-repo.j
 import type { Logger } from '../shared/logger.js';
 import type { BlobKind } from '../shared/blob-store.js';
 import type { StageDeps, StageResult, StageRuntime } from './stage-module.js';
+import { announceFinal } from './photo-events.js';
 
 /**
  * Wraps a stage's work with what every stage does, written once:
@@ -27,12 +28,15 @@ export function stageRunner(deps: StageDeps, graph: PipelineGraph<StageName>, st
     if (photo.tenantId !== msg.tenantId) throw new PermanentError('tenant_mismatch', `photo ${msg.photoId} does not belong to tenant ${msg.tenantId}`);
     if (photo.status === 'duplicate') return; // a duplicate gets no further work
     const state = photo.stages[stage];
-    if (state === 'done' || state === 'skipped') return finish(deps, graph, stage, msg, photo, ctx, undefined, state);
+    // A redelivery after the commit: commit again (idempotent) so that what follows is published,
+    // and announce a complete photo again (its event may have been lost with the ack).
+    if (state === 'done' || state === 'skipped') return finish(deps, graph, stage, msg, photo, ctx, undefined, state, photo.status === 'complete');
     if (spec.when && !spec.when.test(factsOf(photo))) return finish(deps, graph, stage, msg, photo, ctx, undefined, 'skipped');
     const result = await runtime.run({ msg, photo, ctx });
     if (result?.final === 'duplicate') {
       // No stage will run for it: every blob can go.
       await deps.blobs.delete(msg.photoId, allBlobs(graph));
+      await announceFinal(deps.broker, msg, 'duplicate');
       ctx.log.info('duplicate upload');
       return;
     }
@@ -49,6 +53,7 @@ async function finish(
   ctx: StageContext,
   result: StageResult,
   state: 'done' | 'skipped',
+  announceAgain = false,
 ): Promise<void> {
   // A handler whose deadline passed does not commit: its message was already settled without it
   // (retried or dead-lettered), and a late commit could mark a stage done on a photo failed meanwhile.
@@ -57,7 +62,7 @@ async function finish(
   const decided = decisionsAt(graph, stage, photo.stages, facts);
   const committed = await deps.photos.stages.completeStage(msg, stage, { state, pending: decided.pending, skip: decided.skip, columns: result?.columns });
   if (!committed) throw new PermanentError('unknown_photo', `photo ${msg.photoId} disappeared`);
-  await afterCommit(deps, graph, msg, committed, [stage, ...decided.skip], ctx.log);
+  await afterCommit(deps, graph, msg, committed, [stage, ...decided.skip], ctx.log, announceAgain);
 }
 
 /**
@@ -72,12 +77,14 @@ export async function afterCommit(
   committed: StageCompletion,
   justFinished: StageName[],
   log: Logger,
+  announceAgain = false,
 ): Promise<void> {
   let { row, justCompleted } = committed;
   if (row.status === 'duplicate') {
     // A failed photo that came back (a late success) after its content was processed again under
     // another photo: it is that one's duplicate now, and nothing follows.
     await deps.blobs.delete(msg.photoId, allBlobs(graph));
+    await announceFinal(deps.broker, msg, 'duplicate');
     log.info({ duplicateOf: row.duplicateOf }, 'content already owned by another photo');
     return;
   }
@@ -97,6 +104,7 @@ export async function afterCommit(
   const drop = droppableBlobs(graph, row.stages, finished);
   if (drop.length > 0) await deps.blobs.delete(msg.photoId, drop);
   if (justCompleted) log.info({ totalMs: Date.now() - row.createdAt.getTime() }, 'photo complete');
+  if (justCompleted || (announceAgain && row.status === 'complete')) await announceFinal(deps.broker, msg, 'complete');
 }
 
 function allBlobs(graph: PipelineGraph<StageName>): BlobKind[] {

@@ -9,7 +9,8 @@ import pg from 'pg';
 import { Redis } from 'ioredis';
 import amqplib from 'amqplib';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { loadConfig, STAGES, type Config, type StageName } from '../../src/shared/config.js';
+import { loadConfig, type Config, type StageName } from '../../src/shared/config.js';
+import { WORKER_ROLES, isStageRole } from '../../src/workers/roles.js';
 import { migrate } from '../../src/db/migrate.js';
 import { ApiKeyRepo } from '../../src/db/api-key-repo.js';
 import { buildTopology } from '../../src/queues/topology.js';
@@ -181,8 +182,8 @@ export class Stack {
     this.apiKey = (await new ApiKeyRepo(this.db).create(this.tenant)).key;
     if (opts.api !== false) await this.startApi();
     const mode = opts.workers ?? 'one';
-    if (mode === 'one') await this.startWorkers([...STAGES]);
-    if (mode === 'each') for (const s of STAGES) await this.startWorkers([s]);
+    if (mode === 'one') await this.startWorkers([...WORKER_ROLES]);
+    if (mode === 'each') for (const s of WORKER_ROLES) await this.startWorkers([s]);
   }
 
   spawnCli(name: string, args: string[], extraEnv: Record<string, string> = {}): Proc {
@@ -210,9 +211,11 @@ export class Stack {
   }
 
   /** Starts worker consumers for roles in one process; resolves once each role's queue has a consumer. */
-  async startWorkers(roles: StageName[], extraEnv: Record<string, string> = {}, args: string[] = []): Promise<Proc> {
-    const p = this.spawnCli(`worker-${roles.join('+')}`, ['worker', '--role', roles.join(','), ...args], extraEnv);
-    await this.waitForConsumers(roles, 1);
+  /** Starts worker roles in one process; resolves once each stage role's queue has a consumer (service roles: each of its queues). */
+  async startWorkers(roles: string[], extraEnv: Record<string, string> = {}, args: string[] = []): Promise<Proc> {
+    const name = roles.length === WORKER_ROLES.length ? 'all' : roles.join('+');
+    const p = this.spawnCli(`worker-${name}`, ['worker', '--role', roles.join(','), ...args], extraEnv);
+    await this.waitForConsumers(roles.filter(isStageRole), 1);
     return p;
   }
 

@@ -2,11 +2,11 @@ import type { Command } from 'commander';
 import type { Config, StageName } from '../../shared/config.js';
 import type { DlqService } from '../../queues/dlq-service.js';
 import { dlqServiceFor } from '../../pipeline/replay.js';
-import { parseRoles, positiveIntOption, UsageError } from '../args.js';
+import { parseStage, positiveIntOption, UsageError } from '../args.js';
 import { out, withTools, type ToolContext } from '../tool-context.js';
 
 function stageOf(config: Config, value: string | undefined): StageName | undefined {
-  return value === undefined ? undefined : parseRoles(value, config.AMQP_PREFIX)[0];
+  return value === undefined ? undefined : parseStage(value, config.AMQP_PREFIX);
 }
 
 async function withDlq<T>(config: Config, fn: (dlq: DlqService, t: ToolContext) => Promise<T>): Promise<T> {

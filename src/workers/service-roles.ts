@@ -1,0 +1,20 @@
+import type { ServiceRole } from './service-role.js';
+
+/**
+ * Worker roles besides the pipeline's stages, each run like a stage role (`photopipe worker --role
+ * <name>`, one process each under `npm start`, a Deployment each on Kubernetes). Their code is
+ * src/workers/<name>/<name>-role.ts (default export).
+ */
+export const SERVICE_ROLE_NAMES: readonly string[] = [];
+
+export async function loadServiceRole(name: string): Promise<ServiceRole> {
+  const path = `./${name}/${name}-role.js`;
+  let mod: { default?: ServiceRole };
+  try {
+    mod = (await import(path)) as { default?: ServiceRole };
+  } catch (err) {
+    throw new Error(`role "${name}": cannot load ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  if (!mod.default || typeof mod.default.start !== 'function') throw new Error(`role "${name}": ${path} has no default export made with defineServiceRole()`);
+  return mod.default;
+}
