@@ -40,7 +40,7 @@ describe('RabbitMQ topology', () => {
   it('exports management definitions', () => {
     const d = toDefinitions(t) as { queues: unknown[]; exchanges: unknown[]; bindings: unknown[] };
     assert.equal(d.queues.length, t.queues.length);
-    assert.equal(d.exchanges.length, 3);
+    assert.equal(d.exchanges.length, 4, 'work, retry, dead letters, events');
     assert.equal(d.bindings.length, t.bindings.length);
   });
 
