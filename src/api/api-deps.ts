@@ -6,6 +6,8 @@ import type { PlaceRepo } from '../db/places/place-repo.js';
 import type { LoadShedder } from './load-shedder.js';
 import type { DlqService } from '../queues/dlq-service.js';
 import type { TenantLoad } from '../pipeline/tenant-load.js';
+import type { DashboardData } from '../observability/dashboard-data.js';
+import type { ApiMetrics } from '../observability/api-metrics.js';
 
 /** What the API's routes are handed by its composition root (run-api.ts). */
 export interface ApiDeps extends ProcessClients {
@@ -16,4 +18,6 @@ export interface ApiDeps extends ProcessClients {
   shedder: LoadShedder;
   tenantLoad: TenantLoad;
   dlq: DlqService;
+  dashboard: DashboardData;
+  metrics: ApiMetrics;
 }

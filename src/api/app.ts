@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -13,6 +14,9 @@ import { registerFrameRoutes } from './routes/frame.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerAdminDlqRoutes } from './routes/admin-dlq.js';
 import { registerPlaceRoutes } from './routes/places.js';
+import { registerDashboardRoutes } from './routes/dashboard.js';
+import { registerAdminPhotoRoutes } from './routes/admin-photos.js';
+import { installUploadMetrics, registerMetricsRoute } from './routes/metrics.js';
 
 /**
  * Body limit of every route that does not name its own: only the upload (UPLOAD_MAX_BYTES), the
@@ -83,6 +87,12 @@ function onClientError(this: FastifyInstance, err: NodeJS.ErrnoException, socket
   socket.destroy();
 }
 
+/** A client's correlation id if it is a short token (letters, digits, . _ - :), else a new UUID. */
+export function correlationIdOf(header: string | string[] | undefined): string {
+  const v = Array.isArray(header) ? header[0] : header;
+  return v && /^[A-Za-z0-9._:-]{1,100}$/.test(v) ? v : randomUUID();
+}
+
 export interface BuildAppOptions {
   /** Failed-authentication counting; Redis-backed (shared by every API process) unless given. */
   authFailures?: AuthFailureLimiter;
@@ -94,6 +104,10 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   const app = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
     bodyLimit: DEFAULT_BODY_LIMIT_BYTES,
+    // The request id is the correlation id: the client's X-Correlation-Id when it is a sane token,
+    // else a new one. It is echoed in the answer and travels with an accepted photo to every stage.
+    genReqId: (req) => correlationIdOf(req.headers['x-correlation-id']),
+    requestIdLogLabel: 'cid',
     disableRequestLogging: false,
     connectionTimeout: config.HTTP_CONNECTION_TIMEOUT_MS,
     keepAliveTimeout: config.HTTP_KEEP_ALIVE_TIMEOUT_MS,
@@ -154,6 +168,7 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   // to keep the connection alive for a client that was just refused.
   app.addHook('onSend', async (req, reply) => {
     if (!req.raw.complete) reply.header('connection', 'close');
+    reply.header('x-correlation-id', req.id);
   });
 
   app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
@@ -183,10 +198,14 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   });
   app.setNotFoundHandler((req, reply) => reply.code(404).send(errorBody('not_found', `no route ${req.method} ${req.routeOptions.url ?? req.url.split('?')[0]}`)));
 
+  installUploadMetrics(app, deps);
   registerHealthRoutes(app, deps);
   registerPhotoRoutes(app, deps);
   registerFrameRoutes(app, deps);
   registerPlaceRoutes(app, deps);
   registerAdminDlqRoutes(app, deps);
+  registerAdminPhotoRoutes(app, deps);
+  registerDashboardRoutes(app, deps);
+  registerMetricsRoute(app, deps);
   return app;
 }

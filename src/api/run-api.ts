@@ -9,6 +9,10 @@ import { FrameRepo } from '../db/frame-repo.js';
 import { PlaceRepo } from '../db/places/place-repo.js';
 import { LoadShedder } from './load-shedder.js';
 import { TenantLoad } from '../pipeline/tenant-load.js';
+import { QueueStats } from '../observability/queue-stats.js';
+import { DashboardData } from '../observability/dashboard-data.js';
+import { FleetStatsReader } from '../observability/fleet-stats.js';
+import { apiMetrics } from '../observability/api-metrics.js';
 import { buildApp } from './app.js';
 
 /** Composition root of the API process. On SIGTERM it stops accepting, finishes in-flight requests, exits 0. */
@@ -18,6 +22,7 @@ export async function runApi(config: Config): Promise<void> {
   const { db, redis, storage, broker } = res;
   const photos = photoRepos(db);
   const shedder = new LoadShedder(config, redis, broker, log);
+  const queues = new QueueStats(broker, { managementUrl: config.RABBITMQ_MANAGEMENT_URL, amqpUrl: config.AMQP_URL, prefix: config.AMQP_PREFIX, log });
   res.releasers.add('load-shedder', async () => shedder.stop());
 
   const app = await buildApp({
@@ -32,6 +37,8 @@ export async function runApi(config: Config): Promise<void> {
     apiKeys: new ApiKeyRepo(db),
     frames: new FrameRepo(db),
     places: new PlaceRepo(db),
+    dashboard: new DashboardData({ fleet: new FleetStatsReader(redis, config.REDIS_KEY_PREFIX), queues, failures: photos.failures }),
+    metrics: apiMetrics({ blobs: res.blobs, broker, queues }, { enabled: config.METRICS_ENABLED }),
     shedder,
     tenantLoad: new TenantLoad(config, redis, photos.intake),
     dlq: dlqServiceFor(res, photos.stages),

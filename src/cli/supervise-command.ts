@@ -2,7 +2,7 @@ import { createConnection } from 'node:net';
 import amqplib from 'amqplib';
 import { loadConfig, type Config } from '../shared/config.js';
 import { WORKER_ROLES } from '../workers/roles.js';
-import { createLogger, type Logger } from '../shared/logger.js';
+import { createLogger, prettyFormatter, type Logger } from '../shared/logger.js';
 import { migrate } from '../db/migrate.js';
 import { buildTopology, declareTopology } from '../queues/topology.js';
 import { Supervisor } from '../supervisor/supervisor.js';
@@ -17,6 +17,8 @@ function supervisorFor(config: Config, log: Logger): Supervisor {
     maxBackoffMs: config.SUPERVISOR_MAX_BACKOFF_MS,
     crashLimit: config.SUPERVISOR_CRASH_LIMIT,
     crashWindowMs: config.SUPERVISOR_CRASH_WINDOW_MS,
+    // Children write JSON into a pipe; a person at a terminal reads them pretty.
+    format: process.stdout.isTTY ? (prettyFormatter() ?? undefined) : undefined,
     // Nothing left to supervise: exit non-zero so an orchestrator (or the developer) notices,
     // instead of the event loop running dry and the process ending with 0 as if all were well.
     onAllGaveUp: () => {
@@ -24,6 +26,11 @@ function supervisorFor(config: Config, log: Logger): Supervisor {
       process.exit(1);
     },
   });
+}
+
+/** The metrics port of the i-th supervised process: METRICS_PORT + i (0 stays 0: any free port). */
+function metricsPort(config: Config, i: number): number {
+  return config.METRICS_PORT === 0 ? 0 : config.METRICS_PORT + i;
 }
 
 /** Ctrl-C / SIGTERM: stop every child within the grace period, then exit 0. */
@@ -97,9 +104,12 @@ export async function startCommand(): Promise<void> {
     });
   }
   sup.start(cliChild('api', ['api'], env));
-  for (const role of WORKER_ROLES) sup.start(workerChild(role, env));
-  sup.start(cliChild('reconciler', ['reconciler'], env));
-  log.info({ port: config.PORT }, 'photopipe started: API, workers and reconciler are supervised; Ctrl-C stops everything');
+  // One machine, many processes: each gets its own metrics port, METRICS_PORT upwards.
+  const metricsPorts: Record<string, number> = {};
+  [...WORKER_ROLES, 'reconciler'].forEach((role, i) => (metricsPorts[role] = metricsPort(config, i)));
+  for (const role of WORKER_ROLES) sup.start(workerChild(role, { ...env, METRICS_PORT: String(metricsPorts[role]) }));
+  sup.start(cliChild('reconciler', ['reconciler'], { ...env, METRICS_PORT: String(metricsPorts.reconciler) }));
+  log.info({ port: config.PORT, metricsPorts }, 'photopipe started: API, workers and reconciler are supervised; Ctrl-C stops everything');
 }
 
 /** `photopipe workers --queues a,b [--concurrency N] [--processes N]`: supervised worker processes for chosen roles. */
@@ -108,8 +118,9 @@ export async function workersCommand(roles: string[], opts: { concurrency?: numb
   const log = createLogger(config, { role: 'supervisor' });
   const sup = supervisorFor(config, log);
   stopOnSignal(sup, log);
+  let n = 0;
   for (const stage of roles) {
-    for (let i = 0; i < (opts.processes ?? 1); i++) sup.start(workerChild(stage, process.env, opts.concurrency));
+    for (let i = 0; i < (opts.processes ?? 1); i++) sup.start(workerChild(stage, { ...process.env, METRICS_PORT: String(metricsPort(config, n++)) }, opts.concurrency));
   }
   log.info({ roles, processesPerRole: opts.processes ?? 1, concurrency: opts.concurrency ?? 'default' }, 'workers started');
 }

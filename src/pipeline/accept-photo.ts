@@ -30,6 +30,8 @@ export interface AcceptRequest {
   filename: string | null;
   /** Bulk callers (batches) say so; otherwise the tenant's load decides. */
   lane?: PhotoLane;
+  /** Follows the photo through every log line (the API's request id, echoed as X-Correlation-Id). */
+  correlationId?: string;
 }
 
 export interface AcceptedPhoto {
@@ -63,7 +65,7 @@ export async function acceptPhoto(deps: AcceptDeps, req: AcceptRequest): Promise
 
   const lane = req.lane ?? (deps.lanes ? await deps.lanes.laneFor(req.tenantId).catch(() => 'interactive' as const) : 'interactive');
   const id = randomUUID();
-  const message: StageMessage = { v: 1, photoId: id, tenantId: req.tenantId, ...(lane === 'bulk' ? { lane } : {}) };
+  const message: StageMessage = { v: 1, photoId: id, tenantId: req.tenantId, ...(lane === 'bulk' ? { lane } : {}), ...(req.correlationId ? { cid: req.correlationId } : {}) };
   try {
     await deps.blobs.put(id, 'raw', req.bytes);
   } catch (err) {
@@ -88,6 +90,6 @@ export async function acceptPhoto(deps: AcceptDeps, req: AcceptRequest): Promise
     throw new UnavailableError('amqp_unavailable', 'queue unavailable, try again shortly', 5, { cause: err });
   }
   deps.lanes?.accepted(req.tenantId);
-  deps.log.info({ photoId: id, tenantId: req.tenantId, bytes: req.bytes.length, format, lane }, 'photo accepted');
+  deps.log.info({ photoId: id, tenantId: req.tenantId, cid: req.correlationId, bytes: req.bytes.length, format, lane }, 'photo accepted');
   return { id, status: 'queued', format, bytes: req.bytes.length, lane };
 }

@@ -163,6 +163,13 @@ export class Broker {
     return a + b;
   }
 
+  /** A queue's ready messages and consumers (AMQP's view: no unacked count). */
+  async checkQueue(queue: string): Promise<{ messageCount: number; consumerCount: number }> {
+    if (!this.isConnected()) throw new RetryableError('amqp_unavailable', 'RabbitMQ is not connected');
+    const q = await withTimeout(this.publisher.checkQueue(queue), 5_000, `checkQueue ${queue} timed out`);
+    return { messageCount: q.messageCount, consumerCount: q.consumerCount };
+  }
+
   /** Messages ready in a queue (not counting those delivered and unacked). */
   async queueDepth(queue: string): Promise<number> {
     if (!this.isConnected()) throw new RetryableError('amqp_unavailable', 'RabbitMQ is not connected');

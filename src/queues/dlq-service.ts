@@ -18,7 +18,17 @@ export interface DlqEntry {
   lastFailureAt: string | null;
   deadLetteredAt: string | null;
   originalRoutingKey: string;
+  /** The letter's headers (x-stage, x-reason, x-attempts, ... and the broker's x-death), as strings and numbers. */
+  headers: Record<string, unknown>;
   body: unknown;
+}
+
+/** Which dead letters a replay or listing takes: by letter id, by photo, by stage and error code. */
+export interface LetterFilter {
+  stage?: StageName;
+  ids?: string[];
+  photoIds?: string[];
+  code?: string;
 }
 
 export interface ReplayResult {
@@ -65,7 +75,7 @@ export class DlqService {
     return out;
   }
 
-  list(opts: { stage?: StageName; limit?: number } = {}): Promise<DlqEntry[]> {
+  list(opts: { stage?: StageName; limit?: number; photoIds?: string[]; code?: string } = {}): Promise<DlqEntry[]> {
     return this.exclusive(() => this.listNow(opts));
   }
 
@@ -78,17 +88,20 @@ export class DlqService {
    * is reopened first; stages that already succeeded are not run again (every stage skips work
    * it has recorded as done).
    */
-  replay(opts: { stage?: StageName; ids?: string[] }): Promise<ReplayResult> {
+  replay(opts: LetterFilter): Promise<ReplayResult> {
     return this.exclusive(() => this.replayNow(opts));
   }
 
-  private async listNow(opts: { stage?: StageName; limit?: number }): Promise<DlqEntry[]> {
+  private async listNow(opts: { stage?: StageName; limit?: number; photoIds?: string[]; code?: string }): Promise<DlqEntry[]> {
     const limit = opts.limit ?? 50;
     const out: DlqEntry[] = [];
+    const photos = opts.photoIds && opts.photoIds.length > 0 ? new Set(opts.photoIds) : null;
     for (const stage of this.stages(opts.stage)) {
       if (out.length >= limit) break;
       await this.browse(stage, async (msg) => {
-        out.push(toEntry(stage, msg));
+        const entry = toEntry(stage, msg);
+        if ((photos && !photos.has(entry.photoId ?? '')) || (opts.code !== undefined && entry.code !== opts.code)) return 'continue';
+        out.push(entry);
         return out.length < limit ? 'continue' : 'stop';
       });
     }
@@ -108,14 +121,16 @@ export class DlqService {
     return found;
   }
 
-  private async replayNow(opts: { stage?: StageName; ids?: string[] }): Promise<ReplayResult> {
+  private async replayNow(opts: LetterFilter): Promise<ReplayResult> {
     const wanted = opts.ids && opts.ids.length > 0 ? new Set(opts.ids) : null;
+    const photos = opts.photoIds && opts.photoIds.length > 0 ? new Set(opts.photoIds) : null;
     const result: ReplayResult = { replayed: [], skipped: [] };
     for (const stage of this.stages(opts.stage)) {
       await this.browse(stage, async (msg, ack) => {
         const id = messageIdOf(msg) ?? '';
         if (wanted && !wanted.has(id)) return 'continue';
         const entry = toEntry(stage, msg);
+        if ((photos && !photos.has(entry.photoId ?? '')) || (opts.code !== undefined && entry.code !== opts.code)) return 'continue';
         const decoded = decodeMessage(msg.content);
         if (!decoded.ok) {
           result.skipped.push({ id, reason: decoded.reason });
@@ -218,6 +233,7 @@ function toEntry(stage: StageName, msg: GetMessage): DlqEntry {
     lastFailureAt: str(h[H.lastFailureAt]),
     deadLetteredAt: str(h[H.deadLetteredAt]),
     originalRoutingKey: str(h[H.originalRoutingKey]) ?? stage,
+    headers: plainHeaders(h),
     body,
   };
 }
@@ -226,4 +242,16 @@ function toEntry(stage: StageName, msg: GetMessage): DlqEntry {
 export function dlqBrowseLock(config: Pick<Config, 'REDIS_KEY_PREFIX' | 'AMQP_PREFIX'>, redis: Redis): BrowseLock {
   const key = `${config.REDIS_KEY_PREFIX}dlq-browse:${config.AMQP_PREFIX}`;
   return (fn) => withRedisLock(redis, key, { ttlMs: 15_000, waitMs: 20_000 }, fn);
+}
+
+/** Headers as JSON can show them: buffers as text, nested arrays and tables kept. */
+function plainHeaders(h: Record<string, unknown>): Record<string, unknown> {
+  const plain = (v: unknown): unknown => {
+    if (Buffer.isBuffer(v)) return v.toString('utf8');
+    if (Array.isArray(v)) return v.map(plain);
+    if (v instanceof Date) return v.toISOString();
+    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, plain(x)]));
+    return v;
+  };
+  return plain(h) as Record<string, unknown>;
 }

@@ -12,6 +12,8 @@ export const stageMessageSchema = z.object({
   rawKey: z.string().min(1).max(500).optional(),
   /** Bulk work (batches, re-geocoding, a tenant's large backlog) travels in the bulk lane; absent = interactive. */
   lane: z.enum(['interactive', 'bulk']).optional(),
+  /** The correlation id set when the photo was accepted (X-Correlation-Id): every log line about it carries it. */
+  cid: z.string().min(1).max(100).optional(),
   /** Re-geocoding with a given provider (photopipe places regeocode --provider); absent = GEOCODER. */
   geocoder: z.enum(['offline', 'geonames']).optional(),
 });

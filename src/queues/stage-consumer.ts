@@ -130,6 +130,11 @@ export class StageConsumer {
     this.log = deps.log.child({ stage: deps.stage });
   }
 
+  /** Subscribed to its queues (after start, until stop). */
+  get consuming(): boolean {
+    return this.handles.length > 0 && !this.stopping;
+  }
+
   get inFlightCount(): number {
     return this.inFlight.size;
   }
@@ -192,8 +197,8 @@ export class StageConsumer {
     }
   }
 
-  private emit(entry: InFlight, e: DistributiveOmit<StageEvent, 'stage' | 'photoId' | 'tenantId' | 'attempt'>): void {
-    this.deps.events?.emit({ stage: this.deps.stage, ...entry.about, ...e } as StageEvent);
+  private emit(entry: InFlight, e: DistributiveOmit<StageEvent, 'stage' | 'lane' | 'photoId' | 'tenantId' | 'attempt'>): void {
+    this.deps.events?.emit({ stage: this.deps.stage, lane: entry.lane, ...entry.about, ...e } as StageEvent);
   }
 
   private async process(entry: InFlight): Promise<void> {
@@ -203,13 +208,14 @@ export class StageConsumer {
     entry.about.attempt = attempt;
     const decoded = decodeMessage(msg.content);
     if (!decoded.ok) {
+      this.emit(entry, { type: 'started' });
       this.log.warn({ reason: decoded.reason }, 'malformed message: dead-lettering');
       await this.finishWithFailure(entry, null, { code: 'malformed_message', reason: decoded.reason, errorClass: 'permanent' }, attempt);
       return;
     }
     const message = decoded.message;
     entry.about = { photoId: message.photoId, tenantId: message.tenantId, attempt };
-    const log = this.log.child({ photoId: message.photoId, tenantId: message.tenantId, attempt, ...(entry.lane === 'bulk' ? { lane: 'bulk' } : {}) });
+    const log = this.log.child({ photoId: message.photoId, tenantId: message.tenantId, attempt, ...(message.cid ? { cid: message.cid } : {}), ...(entry.lane === 'bulk' ? { lane: 'bulk' } : {}) });
     this.emit(entry, { type: 'started' });
 
     const crashes = await this.previousDeliveries(msg, headers).catch(() => 0);

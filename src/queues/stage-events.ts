@@ -8,6 +8,7 @@ import type { ErrorClass } from '../shared/errors.js';
  */
 interface Base {
   stage: StageName;
+  lane: 'interactive' | 'bulk';
   photoId: string | null;
   tenantId: string | null;
   attempt: number;

@@ -85,7 +85,10 @@ export class BlobSweeper {
           if (typeof idle === 'number' && idle > ORPHAN_IDLE_SECONDS) doomed.push(key);
         }
       }
-      if (doomed.length > 0) removed += await redis.del(...doomed);
+      if (doomed.length > 0) {
+        await blobs.deleteKeys(doomed);
+        removed += doomed.length;
+      }
     } while (this.cursor !== '0' && budget > 0 && !signal?.aborted);
     return removed;
   }

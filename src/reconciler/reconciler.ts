@@ -86,7 +86,7 @@ export async function reconcileOnce(deps: ReconcilerDeps, opts: { staleMs: numbe
  * one of them do each pass across the fleet.
  */
 export function startReconcilerLoop(
-  deps: ReconcilerDeps & { redis: Redis; lockKey: string; sweeper?: BlobSweeper },
+  deps: ReconcilerDeps & { redis: Redis; lockKey: string; sweeper?: BlobSweeper; onPass?: (report: ReconcileReport) => void },
   opts: { intervalMs: number; staleMs: number },
 ): { stop: () => Promise<void> } {
   let timer: NodeJS.Timeout | null = null;
@@ -99,7 +99,7 @@ export function startReconcilerLoop(
       // the fleet, whichever instance comes first.
       const got = await deps.redis.set(deps.lockKey, owner, 'PX', Math.max(opts.intervalMs - 100, 1_000), 'NX');
       if (got === 'OK') {
-        await reconcileOnce(deps, { staleMs: opts.staleMs, dryRun: false, signal: stopping.signal });
+        deps.onPass?.(await reconcileOnce(deps, { staleMs: opts.staleMs, dryRun: false, signal: stopping.signal }));
         await deps.sweeper?.sweep(stopping.signal);
       } else deps.log.debug({ lockKey: deps.lockKey }, 'another instance holds the reconciler lock: skipping this pass');
     } catch (err) {

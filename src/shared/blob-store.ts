@@ -7,6 +7,22 @@ export const BLOB_KINDS: readonly BlobKind[] = ['raw', 'work', 'framed', 'thumbn
 
 const BLOB_NAMES: Record<BlobKind, string> = { raw: 'uploaded bytes', work: 'decoded working copy bytes', framed: 'framed rendition bytes', thumbnail: 'thumbnail bytes' };
 
+/**
+ * SET and DEL that keep a running total of the bytes held (`<prefix>blob-bytes`, the
+ * photopipe_redis_blob_bytes metric) in the same atomic step, so the total never drifts from
+ * what is stored.
+ */
+const PUT = `local old = redis.call('STRLEN', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1])
+return redis.call('INCRBY', KEYS[2], string.len(ARGV[1]) - old)`;
+const DEL = `local n = 0
+for i = 2, #KEYS do
+  n = n + redis.call('STRLEN', KEYS[i])
+  redis.call('DEL', KEYS[i])
+end
+if n > 0 then redis.call('DECRBY', KEYS[1], n) end
+return n`;
+
 /** Where a failed photo's bytes wait for a replay, out of Redis (parked-blobs.ts). */
 export interface ColdBlobStore {
   get(photoId: string, kind: BlobKind): Promise<Buffer | null>;
@@ -45,10 +61,20 @@ export class BlobStore {
     return m?.[1] && m[2] ? { photoId: m[1], kind: m[2] as BlobKind } : null;
   }
 
+  /** The Redis key of the running total of blob bytes. */
+  get bytesKey(): string {
+    return `${this.prefix}blob-bytes`;
+  }
+
   async put(photoId: string, kind: BlobKind, bytes: Buffer): Promise<string> {
     const key = this.key(photoId, kind);
-    await this.redis.set(key, bytes);
+    await this.redis.eval(PUT, 2, key, this.bytesKey, bytes);
     return key;
+  }
+
+  /** Bytes of photos held in Redis now (the running total). */
+  async heldBytes(): Promise<number> {
+    return Number((await this.redis.get(this.bytesKey)) ?? 0);
   }
 
   async getOptional(photoId: string, kind: BlobKind): Promise<Buffer | null> {
@@ -76,6 +102,12 @@ export class BlobStore {
 
   async delete(photoId: string, kinds: readonly BlobKind[]): Promise<void> {
     if (kinds.length === 0) return;
-    await this.redis.del(...kinds.map((k) => this.key(photoId, k)));
+    await this.deleteKeys(kinds.map((k) => this.key(photoId, k)));
+  }
+
+  /** Deletes blob keys (the reconciler's orphan sweep); returns the bytes freed. */
+  async deleteKeys(keys: readonly string[]): Promise<number> {
+    if (keys.length === 0) return 0;
+    return Number(await this.redis.eval(DEL, keys.length + 1, this.bytesKey, ...keys));
   }
 }

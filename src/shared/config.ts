@@ -183,6 +183,15 @@ export const envSchema = z.object({
   /** Longest pause of every geocode process after a quota error (default: until the service's hour, day or week resets). */
   GEONAMES_MAX_PAUSE_SECONDS: intFromEnv(1).optional(),
 
+  /** Workers and the reconciler serve /metrics, /healthz and /readyz on this port (0 = any free port). */
+  METRICS_PORT: intFromEnv(0, 65535).default(9464),
+  /** Address of that port (HOST is the API's). */
+  METRICS_HOST: z.string().default('0.0.0.0'),
+  /** Off: no Prometheus metrics and no fleet counts (for measuring what they cost). */
+  METRICS_ENABLED: boolFromEnv.default(true),
+  /** RabbitMQ's management API, for queue depths with unacked counts on the dashboard and /metrics (unset: ready counts only, over AMQP). */
+  RABBITMQ_MANAGEMENT_URL: z.url().optional(),
+
   SHUTDOWN_GRACE_MS: intFromEnv(100).default(15_000),
 
   ADMIN_API_KEY: z.string().min(16).optional(),

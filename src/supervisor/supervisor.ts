@@ -24,6 +24,8 @@ export interface SupervisorOptions {
   onAllGaveUp?: () => void;
   /** Where the children's output goes (default: this process's stdout and stderr). */
   stdout?: Writable;
+  /** Formats each JSON line of the children's stdout (pretty output on a terminal). */
+  format?: (line: string) => string;
   stderr?: Writable;
 }
 
@@ -44,11 +46,21 @@ const TAIL_LINES = 20;
 /** A child that writes without newlines is forwarded in pieces of this size rather than buffered without bound. */
 const MAX_PARTIAL_LINE = 64 * 1024;
 
+/** A JSON log line made pretty; anything else (a crash's plain text) as it is. */
+function formatLine(line: string, format: (line: string) => string): string {
+  if (!line.startsWith('{')) return `${line}\n`;
+  try {
+    return format(line);
+  } catch {
+    return `${line}\n`;
+  }
+}
+
 /**
  * Forwards a child's stream line by line (so lines of different children never interleave
  * mid-line in the shared output) and keeps its last lines for the give-up report.
  */
-function forwardLines(from: Readable, to: Writable, tail: string[]): void {
+function forwardLines(from: Readable, to: Writable, tail: string[], format?: (line: string) => string): void {
   let partial = '';
   const keep = (lines: string[]) => {
     tail.push(...lines.filter((l) => l.length > 0));
@@ -70,7 +82,7 @@ function forwardLines(from: Readable, to: Writable, tail: string[]): void {
     }
     partial = text.slice(end + 1);
     const complete = text.slice(0, end + 1);
-    to.write(complete);
+    to.write(format ? complete.split('\n').filter((l) => l.length > 0).map((l) => formatLine(l, format)).join('') : complete);
     keep(complete.split('\n'));
   });
   from.on('end', () => {
@@ -94,13 +106,15 @@ function forwardLines(from: Readable, to: Writable, tail: string[]): void {
 export class Supervisor {
   private readonly slots: Slot[] = [];
   private stopping = false;
-  private readonly o: Required<Omit<SupervisorOptions, 'onAllGaveUp' | 'stdout' | 'stderr'>> & Pick<SupervisorOptions, 'onAllGaveUp'>;
+  private readonly o: Required<Omit<SupervisorOptions, 'onAllGaveUp' | 'stdout' | 'stderr' | 'format'>> & Pick<SupervisorOptions, 'onAllGaveUp'>;
   private readonly stdout: Writable;
+  private readonly format: ((line: string) => string) | undefined;
   private readonly stderr: Writable;
 
   constructor(opts: SupervisorOptions) {
     this.o = { initialBackoffMs: 1_000, maxBackoffMs: 30_000, crashLimit: 5, crashWindowMs: 60_000, stableAfterMs: 30_000, ...opts };
     this.stdout = opts.stdout ?? process.stdout;
+    this.format = opts.format;
     this.stderr = opts.stderr ?? process.stderr;
   }
 
@@ -144,7 +158,7 @@ export class Supervisor {
     // A fresh tail per run: the give-up report shows why the last run died.
     slot.stdoutTail = [];
     slot.stderrTail = [];
-    if (child.stdout) forwardLines(child.stdout, this.stdout, slot.stdoutTail);
+    if (child.stdout) forwardLines(child.stdout, this.stdout, slot.stdoutTail, this.format);
     if (child.stderr) forwardLines(child.stderr, this.stderr, slot.stderrTail);
     child.on('error', (err) => this.o.log.error({ childRole: slot.spec.role, err: err.message }, 'could not start process'));
     // 'close' (not 'exit'): it fires once the child's output is fully read, so the tails are complete.

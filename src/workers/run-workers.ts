@@ -2,9 +2,13 @@ import type { Config, StageName } from '../shared/config.js';
 import { isStageRole, WORKER_ROLES } from './roles.js';
 import { loadServiceRole } from './service-roles.js';
 import type { ServiceRuntime } from './service-role.js';
+import { ProcessMetrics, instrumentStages } from '../observability/metrics.js';
+import { FleetStatsWriter } from '../observability/fleet-stats.js';
+import { startProcessHttp } from '../observability/process-http.js';
 import { createLogger } from '../shared/logger.js';
 import { installShutdown } from '../shared/lifecycle.js';
 import { ProcessResources } from '../shared/process-resources.js';
+import type { Logger } from '../shared/logger.js';
 import { StageConsumer } from '../queues/stage-consumer.js';
 import { StageEvents } from '../queues/stage-events.js';
 import { photoRepos } from '../db/photos/index.js';
@@ -54,6 +58,8 @@ export async function runWorkers(config: Config, roles: string[], opts: { prefet
     frames: new FrameRepo(res.db),
   };
   const events = new StageEvents();
+  let consumers: StageConsumer[] = [];
+  await observe(config, log, name, res, events, () => consumers, stages.length);
   const recorder = new PhotoFailureRecorder({ photos: deps.photos, blobs: deps.blobs, parked, broker: res.broker, log });
   res.releasers.add('parking', () => recorder.drain(config.SHUTDOWN_GRACE_MS));
 
@@ -68,7 +74,7 @@ export async function runWorkers(config: Config, roles: string[], opts: { prefet
     log.debug({ stage, ms: Date.now() - started }, 'stage created');
   }
 
-  const consumers = stages.map(
+  consumers = stages.map(
     (stage) =>
       new StageConsumer({
         config,
@@ -100,4 +106,37 @@ export async function runWorkers(config: Config, roles: string[], opts: { prefet
   for (const role of services) serviceRuntimes.push(await (await loadServiceRole(role)).start(deps));
   for (const c of consumers) c.start();
   log.info({ roles, queues: stages.map((r) => res.broker.topology.workQueue(r)) }, 'worker started');
+}
+
+/**
+ * What a worker process shows of itself: Prometheus metrics of its stages (from the consumers'
+ * events) and process, its share of the fleet-wide counts in Redis (the dashboard), and the
+ * METRICS_PORT with /metrics, /healthz and /readyz (ready: broker connected, consumers
+ * subscribed, Redis and Postgres answering). With METRICS_ENABLED=false only the port remains.
+ */
+async function observe(config: Config, log: Logger, role: string, res: ProcessResources, events: StageEvents, consumers: () => StageConsumer[], expected: number): Promise<void> {
+  const metrics = new ProcessMetrics(role, { defaults: config.METRICS_ENABLED });
+  if (config.METRICS_ENABLED) {
+    instrumentStages(metrics, events);
+    const fleet = new FleetStatsWriter(res.redis, config.REDIS_KEY_PREFIX, log);
+    fleet.attach(events);
+    fleet.start();
+    res.releasers.add('fleet-stats', () => fleet.stop());
+  }
+  const http = await startProcessHttp({
+    port: config.METRICS_PORT,
+    host: config.METRICS_HOST,
+    metrics,
+    log,
+    probe: {
+      notReady: async () => {
+        if (!res.broker.isConnected()) return 'RabbitMQ not connected';
+        if (consumers().length < expected || consumers().some((c) => !c.consuming)) return 'consumers not subscribed yet';
+        await res.redis.ping();
+        await res.db.query('SELECT 1');
+        return null;
+      },
+    },
+  });
+  res.releasers.add('metrics-port', () => http.close());
 }

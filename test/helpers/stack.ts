@@ -148,6 +148,8 @@ export class Stack {
       NODE_ENV: 'test',
       LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'info',
       PORT: String(apiPort),
+      // Every worker and reconciler of a test binds its metrics port anywhere free.
+      METRICS_PORT: '0',
       HOST: '127.0.0.1',
       DATABASE_URL: `postgres://postgres@127.0.0.1:5432/${this.name}`,
       REDIS_KEY_PREFIX: `${this.name}:`,

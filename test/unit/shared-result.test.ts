@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { SharedResult } from '../../src/api/shared-result.js';
+import { SharedResult } from '../../src/shared/shared-result.js';
 
 describe('shared result (readiness caching)', () => {
   it('runs the check at most twice for 50 rapid callers within a second, concurrent or one after another', async () => {

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { STAGES } from '../../shared/config.js';
 import { HttpError } from '../../shared/errors.js';
-import { intParam, optionalEnumParam, queryError, uuidParam } from '../query.js';
+import { intParam, optionalEnumParam, queryError } from '../query.js';
 import type { ApiDeps } from '../api-deps.js';
 
 /** A replay names a stage or up to 1,000 dead letter ids: a few tens of KB at most. */
@@ -31,13 +31,5 @@ export function registerAdminDlqRoutes(app: FastifyInstance, deps: ApiDeps): voi
     const b = replayBody.safeParse(req.body);
     if (!b.success) throw new HttpError(400, 'invalid_body', 'send {"stage": "<stage>"} or {"ids": ["<dead letter id>", ...]}');
     return deps.dlq.replay(b.data);
-  });
-
-  // A photo's failure as recorded, with the operator's detail that tenants are not shown.
-  app.get<{ Params: { id: string } }>('/v1/admin/photos/:id', { config: { auth: 'admin' } }, async (req) => {
-    if (!uuidParam.safeParse(req.params.id).success) throw new HttpError(404, 'not_found', 'no such photo');
-    const row = await deps.photos.reads.get(req.params.id);
-    if (!row) throw new HttpError(404, 'not_found', 'no such photo');
-    return { id: row.id, tenantId: row.tenantId, status: row.status, stages: row.stages, error: row.error, createdAt: row.createdAt.toISOString(), updatedAt: row.updatedAt.toISOString() };
   });
 }

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { withTimeout } from '../../queues/broker.js';
 import type { ApiDeps } from '../api-deps.js';
-import { SharedResult } from '../shared-result.js';
+import { SharedResult } from '../../shared/shared-result.js';
 
 type CheckName = 'redis' | 'rabbitmq' | 'postgres' | 's3';
 

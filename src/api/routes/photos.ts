@@ -93,7 +93,7 @@ export function registerPhotoRoutes(app: FastifyInstance, deps: ApiDeps): void {
     const { bytes, filename } = await readUpload(req, config.UPLOAD_MAX_BYTES);
     let accepted;
     try {
-      accepted = await acceptPhoto(acceptDeps, { tenantId, bytes, filename });
+      accepted = await acceptPhoto(acceptDeps, { tenantId, bytes, filename, correlationId: req.id });
     } catch (err) {
       if (err instanceof PermanentError && err.code in REJECTION_STATUS) throw new HttpError(REJECTION_STATUS[err.code as RejectionCode], err.code, err.message);
       if (err instanceof UnavailableError) throw new ServiceUnavailableError(err.message, err.retryAfterSeconds);

@@ -7,6 +7,7 @@ import { StageStateRepo } from './stage-state-repo.js';
 import { VariantRepo } from './variant-repo.js';
 import { StalePhotoRepo } from './stale-photo-repo.js';
 import { BlobRetentionRepo } from './blob-retention-repo.js';
+import { FailureRepo } from './failure-repo.js';
 
 /** Photo state in Postgres, one repository per concern, built once per process. */
 export interface PhotoRepos {
@@ -17,6 +18,7 @@ export interface PhotoRepos {
   variants: VariantRepo;
   stale: StalePhotoRepo;
   retention: BlobRetentionRepo;
+  failures: FailureRepo;
 }
 
 export function photoRepos(db: Db): PhotoRepos {
@@ -28,5 +30,6 @@ export function photoRepos(db: Db): PhotoRepos {
     variants: new VariantRepo(db),
     stale: new StalePhotoRepo(db),
     retention: new BlobRetentionRepo(db),
+    failures: new FailureRepo(db),
   };
 }
