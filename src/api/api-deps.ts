@@ -8,6 +8,7 @@ import type { DlqService } from '../queues/dlq-service.js';
 import type { TenantLoad } from '../pipeline/tenant-load.js';
 import type { DashboardData } from '../observability/dashboard-data.js';
 import type { ApiMetrics } from '../observability/api-metrics.js';
+import type { QueueStats } from '../observability/queue-stats.js';
 
 /** What the API's routes are handed by its composition root (run-api.ts). */
 export interface ApiDeps extends ProcessClients {
@@ -20,4 +21,5 @@ export interface ApiDeps extends ProcessClients {
   dlq: DlqService;
   dashboard: DashboardData;
   metrics: ApiMetrics;
+  queueStats: QueueStats;
 }

@@ -16,6 +16,7 @@ import { registerAdminDlqRoutes } from './routes/admin-dlq.js';
 import { registerPlaceRoutes } from './routes/places.js';
 import { registerDashboardRoutes } from './routes/dashboard.js';
 import { registerAdminPhotoRoutes } from './routes/admin-photos.js';
+import { registerAdminStageRoutes } from './routes/admin-stages.js';
 import { installUploadMetrics, registerMetricsRoute } from './routes/metrics.js';
 
 /**
@@ -205,6 +206,7 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   registerPlaceRoutes(app, deps);
   registerAdminDlqRoutes(app, deps);
   registerAdminPhotoRoutes(app, deps);
+  registerAdminStageRoutes(app, deps);
   registerDashboardRoutes(app, deps);
   registerMetricsRoute(app, deps);
   return app;

@@ -39,6 +39,7 @@ export async function runApi(config: Config): Promise<void> {
     places: new PlaceRepo(db),
     dashboard: new DashboardData({ fleet: new FleetStatsReader(redis, config.REDIS_KEY_PREFIX), queues, failures: photos.failures }),
     metrics: apiMetrics({ blobs: res.blobs, broker, queues }, { enabled: config.METRICS_ENABLED }),
+    queueStats: queues,
     shedder,
     tenantLoad: new TenantLoad(config, redis, photos.intake),
     dlq: dlqServiceFor(res, photos.stages),

@@ -19,6 +19,8 @@ import { startCommand, workersCommand } from './supervise-command.js';
 import { registerKeysCommand } from './commands/keys-command.js';
 import { registerDlqCommand } from './commands/dlq-command.js';
 import { registerPlacesCommand } from './commands/places-command.js';
+import { registerStageCommand } from './commands/stage-command.js';
+import { registerClientCommands } from './commands/client-commands.js';
 import { out, withTools } from './tool-context.js';
 
 const ROLE_HELP = `role names or queue names, comma-separated (${WORKER_ROLES.join(', ')})`;
@@ -126,6 +128,10 @@ export function buildProgram(): Command {
   registerKeysCommand(program, cfg);
   registerDlqCommand(program, cfg);
   registerPlacesCommand(program, cfg);
+  registerStageCommand(program, cfg);
+  registerClientCommands(program, (code) => {
+    process.exitCode = code;
+  });
 
   program
     .command('local-s3')

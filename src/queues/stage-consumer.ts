@@ -130,16 +130,59 @@ export class StageConsumer {
     this.log = deps.log.child({ stage: deps.stage });
   }
 
-  /** Subscribed to its queues (after start, until stop). */
+  /** Subscribed to its queues, or deliberately paused (after start, until stop). */
   get consuming(): boolean {
-    return this.handles.length > 0 && !this.stopping;
+    return (this.handles.length > 0 || this.paused) && !this.stopping;
   }
 
   get inFlightCount(): number {
     return this.inFlight.size;
   }
 
-  start(): void {
+  private paused = false;
+
+  /**
+   * Stops taking messages without stopping the process (the stage is paused fleet-wide): the
+   * consumers are cancelled, messages waiting here for a slot go back to the queue at once, and
+   * running handlers finish and are acked as usual. Messages then wait ready in the queue with no
+   * consumer until resume().
+   */
+  async pause(): Promise<void> {
+    if (this.paused || this.stopping) return;
+    this.paused = true;
+    const handles = this.handles;
+    this.handles = [];
+    await Promise.all(handles.map((h) => h.cancel()));
+    for (const lane of LANES) {
+      for (const entry of this.waiting[lane].splice(0)) {
+        this.settle(entry, 'requeue');
+        this.inFlight.delete(entry);
+      }
+    }
+    this.log.info('stage paused: consumers cancelled');
+  }
+
+  resume(): void {
+    if (!this.paused || this.stopping) return;
+    this.paused = false;
+    this.subscribe();
+    this.log.info('stage resumed: consuming again');
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  start(opts: { paused?: boolean } = {}): void {
+    if (opts.paused) {
+      this.paused = true;
+      this.log.info('stage is paused: not consuming until it is resumed');
+      return;
+    }
+    this.subscribe();
+  }
+
+  private subscribe(): void {
     // Prefetch = handlers running at once per process: the back-pressure bound for this role.
     this.handles = LANES.map((lane) =>
       this.deps.broker.consume(this.deps.broker.topology.workQueue(this.deps.stage, lane), this.settings.prefetch, (msg, ch) => {

@@ -30,3 +30,19 @@ export function createRedis(config: Config, log: Logger, name: string): Redis {
   });
   return redis;
 }
+
+/** Resolves once the client is connected (commands fail fast before that); rejects after timeoutMs. */
+export function redisReady(redis: Redis, timeoutMs = 5_000): Promise<void> {
+  if (redis.status === 'ready') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      redis.off('ready', onReady);
+      reject(new Error(`Redis not reachable within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    redis.once('ready', onReady);
+  });
+}

@@ -8,6 +8,8 @@ import { startProcessHttp } from '../observability/process-http.js';
 import { createLogger } from '../shared/logger.js';
 import { installShutdown } from '../shared/lifecycle.js';
 import { ProcessResources } from '../shared/process-resources.js';
+import { createRedis } from '../shared/redis.js';
+import { StageControl } from '../pipeline/stage-control.js';
 import type { Logger } from '../shared/logger.js';
 import { StageConsumer } from '../queues/stage-consumer.js';
 import { StageEvents } from '../queues/stage-events.js';
@@ -104,7 +106,17 @@ export async function runWorkers(config: Config, roles: string[], opts: { prefet
     await Promise.all(serviceRuntimes.map((s) => s.stop(config.SHUTDOWN_GRACE_MS)));
   });
   for (const role of services) serviceRuntimes.push(await (await loadServiceRole(role)).start(deps));
-  for (const c of consumers) c.start();
+  // A stage paused fleet-wide stays paused in a process that starts (or restarts) meanwhile.
+  const control = new StageControl(res.redis, config.REDIS_KEY_PREFIX);
+  const paused = await control.states();
+  for (const [i, c] of consumers.entries()) c.start({ paused: paused[stages[i]!].paused });
+  const stopWatching = await control.watch(createRedis(config, log, `${res.name}-control`), stages, (stage, isPaused) => {
+    const c = consumers[stages.indexOf(stage)];
+    if (!c) return;
+    if (isPaused) void c.pause();
+    else c.resume();
+  });
+  res.releasers.add('stage-control', stopWatching);
   log.info({ roles, queues: stages.map((r) => res.broker.topology.workQueue(r)) }, 'worker started');
 }
 
