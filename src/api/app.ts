@@ -109,7 +109,9 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
     // else a new one. It is echoed in the answer and travels with an accepted photo to every stage.
     genReqId: (req) => correlationIdOf(req.headers['x-correlation-id']),
     requestIdLogLabel: 'cid',
-    disableRequestLogging: false,
+    // Requests are logged once, when answered, below: at info when they failed or were slow, at
+    // debug otherwise (two lines per upload at info cost the hot path more than they tell).
+    disableRequestLogging: true,
     connectionTimeout: config.HTTP_CONNECTION_TIMEOUT_MS,
     keepAliveTimeout: config.HTTP_KEEP_ALIVE_TIMEOUT_MS,
     requestTimeout: config.HTTP_REQUEST_TIMEOUT_MS,
@@ -170,6 +172,12 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   app.addHook('onSend', async (req, reply) => {
     if (!req.raw.complete) reply.header('connection', 'close');
     reply.header('x-correlation-id', req.id);
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    const ms = reply.elapsedTime;
+    const line = { method: req.method, url: req.routeOptions.url ?? req.url.split('?')[0], status: reply.statusCode, ms: Math.round(ms) };
+    if (reply.statusCode >= 400 || ms > 1_000) req.log.info(line, 'request');
+    else req.log.debug(line, 'request');
   });
 
   app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {

@@ -66,19 +66,23 @@ export async function acceptPhoto(deps: AcceptDeps, req: AcceptRequest): Promise
   const lane = req.lane ?? (deps.lanes ? await deps.lanes.laneFor(req.tenantId).catch(() => 'interactive' as const) : 'interactive');
   const id = randomUUID();
   const message: StageMessage = { v: 1, photoId: id, tenantId: req.tenantId, ...(lane === 'bulk' ? { lane } : {}), ...(req.correlationId ? { cid: req.correlationId } : {}) };
-  try {
-    await deps.blobs.put(id, 'raw', req.bytes);
-  } catch (err) {
-    deps.log.warn({ err: (err as Error).message }, 'redis unavailable for a new photo');
-    throw new UnavailableError('redis_unavailable', 'storage for uploads is unavailable, try again shortly', 5, { cause: err });
-  }
-  try {
-    await deps.intake.insertQueued({ id, tenantId: req.tenantId, originalName: req.filename, contentType: CONTENT_TYPES[format], bytes: req.bytes.length, format, lane });
-  } catch (err) {
-    await deps.blobs.delete(id, ['raw']).catch(() => {});
+  // The bytes and the row do not depend on each other: both at once. The message waits for both,
+  // and a failure of either undoes the other, so a 202 still means stored, recorded and queued.
+  const [stored, recorded] = await Promise.allSettled([
+    deps.blobs.put(id, 'raw', req.bytes),
+    deps.intake.insertQueued({ id, tenantId: req.tenantId, originalName: req.filename, contentType: CONTENT_TYPES[format], bytes: req.bytes.length, format, lane }),
+  ]);
+  if (stored.status === 'rejected' || recorded.status === 'rejected') {
+    if (stored.status === 'fulfilled') await deps.blobs.delete(id, ['raw']).catch(() => {});
+    if (recorded.status === 'fulfilled') await deps.intake.deleteQueued(id).catch(() => {});
+    if (stored.status === 'rejected') {
+      deps.log.warn({ err: (stored.reason as Error).message }, 'redis unavailable for a new photo');
+      throw new UnavailableError('redis_unavailable', 'storage for uploads is unavailable, try again shortly', 5, { cause: stored.reason });
+    }
+    const err = (recorded as PromiseRejectedResult).reason as Error;
     // A value Postgres refuses is refused again on every try: not a reason to send the client back later.
     if (isDataRejection(err)) throw new PermanentError('invalid_data' satisfies RejectionCode, `the photo's details cannot be stored: ${err.message}`, { cause: err });
-    deps.log.warn({ err: (err as Error).message }, 'postgres unavailable for a new photo');
+    deps.log.warn({ err: err.message }, 'postgres unavailable for a new photo');
     throw new UnavailableError('postgres_unavailable', 'database unavailable, try again shortly', 5, { cause: err });
   }
   try {

@@ -58,7 +58,7 @@ export class StageControl {
       const states = await this.states();
       for (const s of stages) apply(s, states[s].paused);
     };
-    await refresh();
+    await refresh().catch(() => {});
     subscriber.on('message', (channel: string, text: string) => {
       if (channel !== this.channel) return;
       try {

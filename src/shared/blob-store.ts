@@ -35,12 +35,29 @@ export interface ColdBlobStore {
  * failed photo's bytes are parked in S3 (out of Redis, so they do not count against load shedding)
  * and read back from there on a Redis miss when it is replayed; the reconciler removes orphans.
  */
+/** The scripts as commands of the client (EVALSHA: the script's text is sent once per connection). */
+interface BlobCommands {
+  ppBlobPut(key: string, total: string, bytes: Buffer): Promise<number>;
+  ppBlobDel(numKeys: number, ...keysAndTotal: string[]): Promise<number>;
+}
+
+function withBlobCommands(redis: Redis): Redis & BlobCommands {
+  const r = redis as Redis & Partial<BlobCommands>;
+  if (!r.ppBlobPut) redis.defineCommand('ppBlobPut', { numberOfKeys: 2, lua: PUT });
+  if (!r.ppBlobDel) redis.defineCommand('ppBlobDel', { lua: DEL });
+  return redis as Redis & BlobCommands;
+}
+
 export class BlobStore {
+  private readonly redis: Redis & BlobCommands;
+
   constructor(
-    private readonly redis: Redis,
+    redis: Redis,
     private readonly prefix: string,
     private readonly cold: ColdBlobStore | null = null,
-  ) {}
+  ) {
+    this.redis = withBlobCommands(redis);
+  }
 
   /** The same store, reading misses through from a cold store (workers: parked bytes of replayed photos). */
   withCold(cold: ColdBlobStore): BlobStore {
@@ -68,7 +85,7 @@ export class BlobStore {
 
   async put(photoId: string, kind: BlobKind, bytes: Buffer): Promise<string> {
     const key = this.key(photoId, kind);
-    await this.redis.eval(PUT, 2, key, this.bytesKey, bytes);
+    await this.redis.ppBlobPut(key, this.bytesKey, bytes);
     return key;
   }
 
@@ -108,6 +125,6 @@ export class BlobStore {
   /** Deletes blob keys (the reconciler's orphan sweep); returns the bytes freed. */
   async deleteKeys(keys: readonly string[]): Promise<number> {
     if (keys.length === 0) return 0;
-    return Number(await this.redis.eval(DEL, keys.length + 1, this.bytesKey, ...keys));
+    return Number(await this.redis.ppBlobDel(keys.length + 1, this.bytesKey, ...keys));
   }
 }

@@ -8,7 +8,7 @@ import { startProcessHttp } from '../observability/process-http.js';
 import { createLogger } from '../shared/logger.js';
 import { installShutdown } from '../shared/lifecycle.js';
 import { ProcessResources } from '../shared/process-resources.js';
-import { createRedis } from '../shared/redis.js';
+import { createRedis, redisReady } from '../shared/redis.js';
 import { StageControl } from '../pipeline/stage-control.js';
 import type { Logger } from '../shared/logger.js';
 import { StageConsumer } from '../queues/stage-consumer.js';
@@ -108,8 +108,14 @@ export async function runWorkers(config: Config, roles: string[], opts: { prefet
   for (const role of services) serviceRuntimes.push(await (await loadServiceRole(role)).start(deps));
   // A stage paused fleet-wide stays paused in a process that starts (or restarts) meanwhile.
   const control = new StageControl(res.redis, config.REDIS_KEY_PREFIX);
-  const paused = await control.states();
-  for (const [i, c] of consumers.entries()) c.start({ paused: paused[stages[i]!].paused });
+  const paused = await redisReady(res.redis, 10_000)
+    .then(() => control.states())
+    .catch((err: Error) => {
+      // Redis away at start: consume, and let the watch below pause the stage once it can read the flag.
+      log.warn({ err: err.message }, 'cannot read which stages are paused; starting unpaused');
+      return null;
+    });
+  for (const [i, c] of consumers.entries()) c.start({ paused: paused?.[stages[i]!].paused ?? false });
   const stopWatching = await control.watch(createRedis(config, log, `${res.name}-control`), stages, (stage, isPaused) => {
     const c = consumers[stages.indexOf(stage)];
     if (!c) return;

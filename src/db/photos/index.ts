@@ -21,9 +21,10 @@ export interface PhotoRepos {
   failures: FailureRepo;
 }
 
-export function photoRepos(db: Db): PhotoRepos {
+/** `intakeBatchWindowMs`: group concurrent inserts of new photos (the API; see PhotoIntakeRepo). */
+export function photoRepos(db: Db, opts: { intakeBatchWindowMs?: number } = {}): PhotoRepos {
   return {
-    intake: new PhotoIntakeRepo(db),
+    intake: new PhotoIntakeRepo(db, { batchWindowMs: opts.intakeBatchWindowMs }),
     reads: new PhotoReadRepo(db),
     claims: new ContentClaimRepo(db),
     stages: new StageStateRepo(db, PIPELINE),

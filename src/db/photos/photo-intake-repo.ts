@@ -2,17 +2,77 @@ import type { Db } from '../../shared/db.js';
 import { dbText } from '../../shared/text.js';
 import type { PhotoLane } from './photo-row.js';
 
-/** Where an accepted photo's row is born, and removed again when its message could not be queued. */
+export interface NewPhoto {
+  id: string;
+  tenantId: string;
+  originalName: string | null;
+  contentType: string;
+  bytes: number;
+  format: string;
+  lane?: PhotoLane;
+}
+
+interface Pending {
+  p: NewPhoto;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+/** At most this many rows per multi-row INSERT. */
+const MAX_BATCH = 64;
+
+/**
+ * Where an accepted photo's row is born, and removed again when its message could not be queued.
+ *
+ * With a batch window (the API), concurrent inserts are grouped: the first waits up to
+ * `batchWindowMs` for others, then all go in one multi-row INSERT (a group commit: one round trip
+ * and one commit instead of one each). Every caller still resolves only once its row is
+ * committed; if the batch fails, each row is inserted alone so that every caller gets its own
+ * outcome (one bad row never fails the others).
+ */
 export class PhotoIntakeRepo {
-  constructor(private readonly db: Db) {}
+  private queue: Pending[] = [];
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly db: Db,
+    private readonly opts: { batchWindowMs?: number } = {},
+  ) {}
+
+  insertQueued(p: NewPhoto): Promise<void> {
+    const windowMs = this.opts.batchWindowMs ?? 0;
+    if (windowMs <= 0) return this.insertMany([p]);
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ p, resolve, reject });
+      if (this.queue.length >= MAX_BATCH) this.flush();
+      else this.timer ??= setTimeout(() => this.flush(), windowMs);
+    });
+  }
+
+  private flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const batch = this.queue.splice(0, MAX_BATCH);
+    if (this.queue.length > 0) this.timer = setTimeout(() => this.flush(), 0);
+    if (batch.length === 0) return;
+    void this.insertMany(batch.map((b) => b.p)).then(
+      () => batch.forEach((b) => b.resolve()),
+      async (err: unknown) => {
+        if (batch.length === 1) return batch[0]!.reject(err);
+        for (const b of batch) await this.insertMany([b.p]).then(b.resolve, b.reject);
+      },
+    );
+  }
 
   /** The original name is the client's: stored as text Postgres takes, whichever entry point cleaned it (or not). */
-  async insertQueued(p: { id: string; tenantId: string; originalName: string | null; contentType: string; bytes: number; format: string; lane?: PhotoLane }): Promise<void> {
-    await this.db.query(
-      `INSERT INTO photos (id, tenant_id, status, original_name, content_type, file, lane)
-       VALUES ($1, $2, 'queued', $3, $4, jsonb_build_object('bytes', $5::int, 'format', $6::text), $7)`,
-      [p.id, p.tenantId, p.originalName === null ? null : dbText(p.originalName), p.contentType, p.bytes, p.format, p.lane ?? 'interactive'],
-    );
+  private async insertMany(photos: NewPhoto[]): Promise<void> {
+    const params: unknown[] = [];
+    const values = photos.map((p) => {
+      params.push(p.id, p.tenantId, p.originalName === null ? null : dbText(p.originalName), p.contentType, p.bytes, p.format, p.lane ?? 'interactive');
+      const n = params.length;
+      return `($${n - 6}::uuid, $${n - 5}, 'queued', $${n - 4}, $${n - 3}, jsonb_build_object('bytes', $${n - 2}::int, 'format', $${n - 1}::text), $${n})`;
+    });
+    await this.db.query(`INSERT INTO photos (id, tenant_id, status, original_name, content_type, file, lane) VALUES ${values.join(', ')}`, params);
   }
 
   /** Undoes an accepted-but-not-published photo so nothing is left half-done. */
