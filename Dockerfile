@@ -34,6 +34,9 @@ RUN npm run build \
 # ---------------------------------------------------------------------------
 FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production
+# glibc's per-thread malloc arenas are the usual cause of high RSS with sharp/libvips (sharp's docs):
+# two arenas keep worker memory flat at no measurable cost in throughput.
+ENV MALLOC_ARENA_MAX=2
 WORKDIR /app
 
 # Owned by root and read-only for the `node` user that runs the process.

@@ -93,7 +93,8 @@ export async function startCommand(): Promise<void> {
 
   const sup = supervisorFor(config, log);
   stopOnSignal(sup, log);
-  const env: NodeJS.ProcessEnv = { ...process.env };
+  // glibc's per-thread malloc arenas are the usual cause of high RSS with sharp/libvips.
+  const env: NodeJS.ProcessEnv = { MALLOC_ARENA_MAX: '2', ...process.env };
   if (!config.S3_ENDPOINT) {
     sup.start(cliChild('local-s3', ['local-s3'], env));
     await waitForPort(config.LOCAL_S3_PORT, 30_000);
@@ -120,7 +121,7 @@ export async function workersCommand(roles: string[], opts: { concurrency?: numb
   stopOnSignal(sup, log);
   let n = 0;
   for (const stage of roles) {
-    for (let i = 0; i < (opts.processes ?? 1); i++) sup.start(workerChild(stage, { ...process.env, METRICS_PORT: String(metricsPort(config, n++)) }, opts.concurrency));
+    for (let i = 0; i < (opts.processes ?? 1); i++) sup.start(workerChild(stage, { MALLOC_ARENA_MAX: '2', ...process.env, METRICS_PORT: String(metricsPort(config, n++)) }, opts.concurrency));
   }
   log.info({ roles, processesPerRole: opts.processes ?? 1, concurrency: opts.concurrency ?? 'default' }, 'workers started');
 }
