@@ -6,6 +6,8 @@ import type { PlaceRepo } from '../db/places/place-repo.js';
 import type { LoadShedder } from './load-shedder.js';
 import type { DlqService } from '../queues/dlq-service.js';
 import type { TenantLoad } from '../pipeline/tenant-load.js';
+import type { WebhookRepo } from '../db/webhook-repo.js';
+import type { WebhookDeliveryRepo } from '../db/webhook-delivery-repo.js';
 
 /** What the API's routes are handed by its composition root (run-api.ts). */
 export interface ApiDeps extends ProcessClients {
@@ -16,4 +18,6 @@ export interface ApiDeps extends ProcessClients {
   shedder: LoadShedder;
   tenantLoad: TenantLoad;
   dlq: DlqService;
+  webhooks: WebhookRepo;
+  deliveries: WebhookDeliveryRepo;
 }

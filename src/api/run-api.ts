@@ -7,6 +7,8 @@ import { photoRepos } from '../db/photos/index.js';
 import { ApiKeyRepo } from '../db/api-key-repo.js';
 import { FrameRepo } from '../db/frame-repo.js';
 import { PlaceRepo } from '../db/places/place-repo.js';
+import { WebhookRepo } from '../db/webhook-repo.js';
+import { WebhookDeliveryRepo } from '../db/webhook-delivery-repo.js';
 import { LoadShedder } from './load-shedder.js';
 import { TenantLoad } from '../pipeline/tenant-load.js';
 import { buildApp } from './app.js';
@@ -35,6 +37,8 @@ export async function runApi(config: Config): Promise<void> {
     shedder,
     tenantLoad: new TenantLoad(config, redis, photos.intake),
     dlq: dlqServiceFor(res, photos.stages),
+    webhooks: new WebhookRepo(db),
+    deliveries: new WebhookDeliveryRepo(db),
   });
   res.releasers.add('http', async () => {
     // In-flight uploads get the grace period to finish; after it, whatever still holds a

@@ -8,7 +8,7 @@ import { CONTENT_TYPES, SNIFF_BYTES, sniffImageFormat, type ImageFormat } from '
 import type { Broker } from '../queues/broker.js';
 import type { StageMessage } from '../queues/messages.js';
 import type { PhotoIntakeRepo } from '../db/photos/photo-intake-repo.js';
-import type { PhotoLane } from '../db/photos/photo-row.js';
+import { isUniqueViolation, type PhotoLane } from '../db/photos/photo-row.js';
 import { PIPELINE } from './photo-pipeline.js';
 
 export interface AcceptDeps {
@@ -30,6 +30,14 @@ export interface AcceptRequest {
   filename: string | null;
   /** Bulk callers (batches) say so; otherwise the tenant's load decides. */
   lane?: PhotoLane;
+  /**
+   * The bytes' SHA-256 (lower-case hex), when the caller verified it (acceptCheckedPhoto): recorded
+   * with the row, so a second photo of the same content is refused by the unique index
+   * (ContentOwnedError) instead of becoming a duplicate later.
+   */
+  sha256?: string;
+  /** Where this photo's final event goes instead of the tenant's webhook (checked by the caller). */
+  notifyUrl?: string;
 }
 
 export interface AcceptedPhoto {
@@ -41,7 +49,18 @@ export interface AcceptedPhoto {
 }
 
 /** Why a photo was refused: the caller's input, so retrying the same input cannot help. */
-export type RejectionCode = 'empty_body' | 'unsupported_media_type' | 'payload_too_large' | 'invalid_data';
+export type RejectionCode = 'empty_body' | 'unsupported_media_type' | 'payload_too_large' | 'invalid_data' | 'checksum_mismatch';
+
+/**
+ * A photo with the same SHA-256 holds this content for the tenant already (the request carried a
+ * verified sha256): nothing was stored. Not a failure: acceptCheckedPhoto answers with that photo.
+ */
+export class ContentOwnedError extends Error {
+  override readonly name = 'ContentOwnedError';
+  constructor(readonly sha256: string) {
+    super(`content ${sha256} is held by another photo of the tenant`);
+  }
+}
 
 export const SUPPORTED_FORMATS_TEXT = 'JPEG, PNG, WebP, TIFF, GIF, AVIF, HEIC/HEIF';
 
@@ -71,9 +90,20 @@ export async function acceptPhoto(deps: AcceptDeps, req: AcceptRequest): Promise
     throw new UnavailableError('redis_unavailable', 'storage for uploads is unavailable, try again shortly', 5, { cause: err });
   }
   try {
-    await deps.intake.insertQueued({ id, tenantId: req.tenantId, originalName: req.filename, contentType: CONTENT_TYPES[format], bytes: req.bytes.length, format, lane });
+    await deps.intake.insertQueued({
+      id,
+      tenantId: req.tenantId,
+      originalName: req.filename,
+      contentType: CONTENT_TYPES[format],
+      bytes: req.bytes.length,
+      format,
+      lane,
+      ...(req.sha256 === undefined ? {} : { sha256: req.sha256 }),
+      ...(req.notifyUrl === undefined ? {} : { notifyUrl: req.notifyUrl }),
+    });
   } catch (err) {
     await deps.blobs.delete(id, ['raw']).catch(() => {});
+    if (req.sha256 !== undefined && isUniqueViolation(err)) throw new ContentOwnedError(req.sha256);
     // A value Postgres refuses is refused again on every try: not a reason to send the client back later.
     if (isDataRejection(err)) throw new PermanentError('invalid_data' satisfies RejectionCode, `the photo's details cannot be stored: ${err.message}`, { cause: err });
     deps.log.warn({ err: (err as Error).message }, 'postgres unavailable for a new photo');

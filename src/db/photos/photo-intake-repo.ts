@@ -6,12 +6,27 @@ import type { PhotoLane } from './photo-row.js';
 export class PhotoIntakeRepo {
   constructor(private readonly db: Db) {}
 
-  /** The original name is the client's: stored as text Postgres takes, whichever entry point cleaned it (or not). */
-  async insertQueued(p: { id: string; tenantId: string; originalName: string | null; contentType: string; bytes: number; format: string; lane?: PhotoLane }): Promise<void> {
+  /**
+   * The original name is the client's: stored as text Postgres takes, whichever entry point cleaned
+   * it (or not). A SHA-256 the caller verified is recorded at once, so the unique index on content
+   * refuses (23505) a second photo of the same bytes while this one holds them; ingest's claim then
+   * finds its own hash already in place.
+   */
+  async insertQueued(p: {
+    id: string;
+    tenantId: string;
+    originalName: string | null;
+    contentType: string;
+    bytes: number;
+    format: string;
+    lane?: PhotoLane;
+    sha256?: string;
+    notifyUrl?: string;
+  }): Promise<void> {
     await this.db.query(
-      `INSERT INTO photos (id, tenant_id, status, original_name, content_type, file, lane)
-       VALUES ($1, $2, 'queued', $3, $4, jsonb_build_object('bytes', $5::int, 'format', $6::text), $7)`,
-      [p.id, p.tenantId, p.originalName === null ? null : dbText(p.originalName), p.contentType, p.bytes, p.format, p.lane ?? 'interactive'],
+      `INSERT INTO photos (id, tenant_id, status, original_name, content_type, file, lane, sha256, notify_url)
+       VALUES ($1, $2, 'queued', $3, $4, jsonb_build_object('bytes', $5::int, 'format', $6::text), $7, $8, $9)`,
+      [p.id, p.tenantId, p.originalName === null ? null : dbText(p.originalName), p.contentType, p.bytes, p.format, p.lane ?? 'interactive', p.sha256 ?? null, p.notifyUrl ?? null],
     );
   }
 
