@@ -13,11 +13,12 @@ import { registerFrameRoutes } from './routes/frame.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerAdminDlqRoutes } from './routes/admin-dlq.js';
 import { registerPlaceRoutes } from './routes/places.js';
+import { registerWebhookRoutes } from './routes/webhooks.js';
 
 /**
  * Body limit of every route that does not name its own: only the upload (UPLOAD_MAX_BYTES), the
- * frame (FRAME_MAX_BYTES) and the DLQ replay (64 KiB) take more. Anything else, the not-found
- * route included, reads at most this much.
+ * frame (FRAME_MAX_BYTES), the checksum check (128 KiB) and the DLQ replay (64 KiB) take more.
+ * Anything else, the not-found route included, reads at most this much.
  */
 export const DEFAULT_BODY_LIMIT_BYTES = 16 * 1024;
 
@@ -187,6 +188,7 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   registerPhotoRoutes(app, deps);
   registerFrameRoutes(app, deps);
   registerPlaceRoutes(app, deps);
+  registerWebhookRoutes(app, deps);
   registerAdminDlqRoutes(app, deps);
   return app;
 }
