@@ -1,160 +1,149 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { Redis } from 'ioredis';
 import * as tus from 'tus-js-client';
+import { distinctJpeg, photo } from './helpers/fixtures.js';
+import { newTenant } from './helpers/fault-check.js';
+import { Stack, waitFor, type Proc } from './helpers/stack.js';
+import { WORKER_ROLES } from '../src/workers/roles.js';
 
 /**
- * tus resumable uploads across two API processes on real Redis. Each process is
- * test/helpers/tus-server.ts (the routes under test, a fake `Bearer tenant-x` auth, and a fake
- * accept that records the accepted bytes' SHA-256 in Redis).
+ * tus resumable uploads (POST/HEAD/PATCH /v1/uploads) on two real API processes of one stack
+ * (same Postgres, Redis, RabbitMQ and S3; `Stack.startAnotherApi`), with workers, so that an
+ * upload that moved between processes ends as a photo the pipeline completes.
  */
 
 const MAX_BYTES = 5_000_000;
-const LOCK_LEASE_MS = 1500;
-const LOCK_DRAIN_MS = 500;
-const PREFIX = `pp-test-tus-${process.pid}-${randomUUID().slice(0, 8)}:`;
-// A real 3 MB phone HEIF (what the product requirement is about), from the shared fixture corpus
-// found in an ancestor directory (a git worktree may sit deeper than ../shared); without the
-// corpus, a HEIF header and random bytes of the same size (only the fake accept sees them).
-const HEIF = ((): Buffer => {
-  for (let dir = import.meta.dirname; dir !== dirname(dir); dir = dirname(dir)) {
-    const file = join(dir, 'shared', 'fixtures', 'photos', 'heic', 'mobile', 'HMD_Nokia_8.3_5G.heif');
-    if (existsSync(file)) return readFileSync(file);
-  }
-  const ftyp = Buffer.from('00000018667479706865696300000000686569636d696631', 'hex');
-  return Buffer.concat([ftyp, randomBytes(3_019_841 - ftyp.length)]);
-})();
+const LOCK_LEASE_MS = 1_500;
+/** @tus/server's default: a PATCH asked to give up its lock stops within this. */
+const LOCK_DRAIN_MS = 3_000;
+// A real 3 MB phone HEIF (what the product requirement is about).
+const HEIF = photo('heic/mobile/HMD_Nokia_8.3_5G.heif');
+const JPEG = photo('jpg/gps/DSCN0010.jpg');
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-/** Anything whose first bytes are a JPEG's passes the API's sniff; only the fake accept sees the rest. */
+/** A JPEG head and random bytes: the API sniffs only the head; the pipeline would fail it later (never waited for here). */
 const fakeJpeg = (size: number) => Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), randomBytes(size - 4)]);
 
 interface Api {
-  name: string;
-  proc: ChildProcess;
+  proc: Proc;
   url: string;
-  exited: Promise<void>;
 }
 
-async function startApi(name: string): Promise<Api> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'helpers', 'tus-server.ts')], {
-    env: { ...process.env, KEY_PREFIX: PREFIX, NAME: name, MAX_BYTES: String(MAX_BYTES), LOCK_LEASE_MS: String(LOCK_LEASE_MS), LOCK_DRAIN_MS: String(LOCK_DRAIN_MS) },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-  const port = await new Promise<number>((resolve, reject) => {
-    const lines = createInterface({ input: proc.stdout as NodeJS.ReadableStream });
-    lines.on('line', (line) => {
-      const m = /^listening (\d+)$/.exec(line);
-      if (m) resolve(Number(m[1]));
-    });
-    proc.once('exit', (code) => reject(new Error(`API ${name} exited (${code}) before listening`)));
-  });
-  return { name, proc, url: `http://127.0.0.1:${port}`, exited };
-}
-
-async function stopApi(api: Api): Promise<void> {
-  if (api.proc.exitCode !== null || api.proc.signalCode !== null) return;
-  api.proc.kill('SIGTERM');
-  await api.exited;
-}
-
-const auth = (tenant = 'tenant-a') => ({ authorization: `Bearer ${tenant}`, 'tus-resumable': '1.0.0' });
-const metadata = (filename: string) => `filename ${Buffer.from(filename).toString('base64')},filetype ${Buffer.from('image/jpeg').toString('base64')}`;
-
-async function create(base: string, length: number, opts: { tenant?: string; filename?: string; path?: string } = {}): Promise<string> {
-  const res = await fetch(`${base}${opts.path ?? '/v1/uploads'}`, {
-    method: 'POST',
-    headers: { ...auth(opts.tenant), 'upload-length': String(length), 'upload-metadata': metadata(opts.filename ?? 'photo.jpg') },
-  });
-  assert.equal(res.status, 201, await res.text());
-  const location = res.headers.get('location');
-  assert.ok(location?.startsWith('/'), `relative Location, got ${location}`);
-  return location ?? '';
-}
-
-async function patch(base: string, location: string, offset: number, body: Buffer, tenant = 'tenant-a'): Promise<Response> {
-  return fetch(`${base}${location}`, {
-    method: 'PATCH',
-    headers: { ...auth(tenant), 'upload-offset': String(offset), 'content-type': 'application/offset+octet-stream' },
-    body,
-  });
-}
-
-async function head(base: string, location: string, tenant = 'tenant-a'): Promise<Response> {
-  return fetch(`${base}${location}`, { method: 'HEAD', headers: auth(tenant) });
+/** One request as the proxy saw it go by: which process got it, its method, path and Upload-Offset. */
+interface Seen {
+  target: 'A' | 'B';
+  method: string;
+  path: string;
+  offset: number | null;
 }
 
 /**
- * A PATCH whose client sends `sendBytes` of the body (Content-Length says more) and then goes
- * quiet, like a phone whose connection died without a FIN. Returns the request (to destroy later)
- * and the answer, if the server gives one.
+ * Follows the HTTP/1.1 requests on one proxied connection (heads and Content-Length bodies), so the
+ * test knows which API process served which tus request without asking the processes.
  */
-function stalledPatch(base: string, location: string, offset: number, body: Buffer, sendBytes: number) {
-  let req!: ReturnType<typeof request>;
-  const answer = new Promise<number | 'closed'>((resolve) => {
-    req = request(`${base}${location}`, {
-      method: 'PATCH',
-      headers: { ...auth(), 'upload-offset': String(offset), 'content-type': 'application/offset+octet-stream', 'content-length': String(body.length) },
-    });
-    req.on('response', (res) => {
-      res.resume();
-      resolve(res.statusCode ?? 0);
-    });
-    req.on('error', () => resolve('closed'));
-    req.on('close', () => resolve('closed'));
-    req.write(body.subarray(0, sendBytes));
-  });
-  return { req, answer };
+function requestTracker(target: 'A' | 'B', seen: Seen[]): (chunk: Buffer) => void {
+  let buffer = Buffer.alloc(0);
+  let bodyLeft = 0;
+  return (chunk) => {
+    buffer = Buffer.concat([buffer, chunk]);
+    for (;;) {
+      if (bodyLeft > 0) {
+        const skip = Math.min(bodyLeft, buffer.length);
+        bodyLeft -= skip;
+        buffer = buffer.subarray(skip);
+        if (bodyLeft > 0) return;
+      }
+      const end = buffer.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const lines = buffer.subarray(0, end).toString('latin1').split('\r\n');
+      buffer = buffer.subarray(end + 4);
+      const [method = '', path = ''] = (lines[0] ?? '').split(' ');
+      const header = (name: string) => lines.find((l) => l.toLowerCase().startsWith(`${name}:`))?.slice(name.length + 1).trim();
+      const offset = header('upload-offset');
+      seen.push({ target, method, path, offset: offset === undefined ? null : Number(offset) });
+      bodyLeft = Number(header('content-length') ?? 0);
+    }
+  };
 }
 
-const uploadIdOf = (location: string) => location.split('/').pop() ?? '';
-
-describe('tus resumable uploads on two API processes', { timeout: 120_000 }, () => {
-  let redis: Redis;
+describe('tus resumable uploads on two API processes', { timeout: 300_000 }, () => {
+  let stack: Stack;
   let a: Api;
   let b: Api;
 
+  const auth = (key = stack.apiKey) => ({ authorization: `Bearer ${key}`, 'tus-resumable': '1.0.0' });
+  const prefix = () => stack.config.REDIS_KEY_PREFIX;
   const keysOf = (location: string) => {
-    const base = `${PREFIX}tus:{${uploadIdOf(location)}}`;
+    const base = `${prefix()}tus:{${location.split('/').pop() ?? ''}}`;
     return [`${base}:meta`, `${base}:data`, `${base}:finish`, `${base}:lock`];
   };
-  const existing = async (location: string) => (await Promise.all(keysOf(location).map((k) => redis.exists(k)))).reduce((n, x) => n + x, 0);
-  const uploadKeyCount = async () => (await redis.keys(`${PREFIX}tus:*`)).length;
-  const acceptedFor = async (sha: string) => {
-    const ids = await redis.lrange(`${PREFIX}accepted-by-sha:${sha}`, 0, -1);
-    const records = await Promise.all(ids.map(async (id) => ({ id, ...(JSON.parse((await redis.get(`${PREFIX}accepted:${id}`)) ?? '{}') as { tenantId: string; sha256: string; filename: string; contentType: string; by: string }) })));
-    return records;
-  };
+  const existing = async (location: string) => (await Promise.all(keysOf(location).map((k) => stack.redis.exists(k)))).reduce((n, x) => n + x, 0);
+  const uploadKeyCount = async () => (await stack.redis.keys(`${prefix()}tus:*`)).length;
+  const photosNamed = async (name: string) => (await stack.db.query(`SELECT id, sha256 FROM photos WHERE original_name = $1`, [name])).rows as { id: string; sha256: string | null }[];
+  const photosWith = async (sha: string) => (await stack.db.query(`SELECT id, status, original_name, tenant_id FROM photos WHERE sha256 = $1`, [sha])).rows as { id: string; status: string; original_name: string; tenant_id: string }[];
+
+  async function create(base: string, length: number, opts: { key?: string; filename?: string; headers?: Record<string, string> } = {}): Promise<string> {
+    const res = await fetch(`${base}/v1/uploads`, {
+      method: 'POST',
+      headers: { ...auth(opts.key), 'upload-length': String(length), 'upload-metadata': `filename ${Buffer.from(opts.filename ?? 'photo.jpg').toString('base64')}`, ...opts.headers },
+    });
+    assert.equal(res.status, 201, await res.text());
+    const location = res.headers.get('location');
+    assert.ok(location?.startsWith('/v1/uploads/'), `relative Location, got ${location}`);
+    return location ?? '';
+  }
+
+  const patch = (base: string, location: string, offset: number, body: Buffer, key?: string) =>
+    fetch(`${base}${location}`, { method: 'PATCH', headers: { ...auth(key), 'upload-offset': String(offset), 'content-type': 'application/offset+octet-stream' }, body });
+  const head = (base: string, location: string, key?: string) => fetch(`${base}${location}`, { method: 'HEAD', headers: auth(key) });
+
+  /** A PATCH whose client sends `sendBytes` of the body and then goes quiet, like a phone whose network died without a FIN. */
+  function stalledPatch(base: string, location: string, offset: number, body: Buffer, sendBytes: number) {
+    let req!: ReturnType<typeof request>;
+    const answer = new Promise<number | 'closed'>((resolve) => {
+      req = request(`${base}${location}`, {
+        method: 'PATCH',
+        headers: { ...auth(), 'upload-offset': String(offset), 'content-type': 'application/offset+octet-stream', 'content-length': String(body.length) },
+      });
+      req.on('response', (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', () => resolve('closed'));
+      req.on('close', () => resolve('closed'));
+      req.write(body.subarray(0, sendBytes));
+    });
+    return { req, answer };
+  }
 
   before(async () => {
-    redis = new Redis('redis://127.0.0.1:6379', { maxRetriesPerRequest: 2 });
-    [a, b] = await Promise.all([startApi('A'), startApi('B')]);
+    stack = await Stack.start({
+      workers: 'one',
+      env: { UPLOAD_MAX_BYTES: String(MAX_BYTES), RESUMABLE_LOCK_LEASE_MS: String(LOCK_LEASE_MS), RESUMABLE_UPLOAD_TTL_SECONDS: '600' },
+    });
+    a = { proc: stack.api as Proc, url: stack.apiUrl };
+    b = await stack.startAnotherApi();
   });
 
   after(async () => {
-    await Promise.all([a, b].filter(Boolean).map(stopApi));
-    const keys = await redis.keys(`${PREFIX}*`);
-    if (keys.length > 0) await redis.del(...keys);
-    await redis.quit();
+    await stack?.stop();
   });
 
-  it('a 3 MB HEIF cut 3 times mid-PATCH resumes on the other process each time and is accepted once, intact (tus-js-client)', async () => {
+  it('a 3 MB HEIF cut 3 times mid-PATCH resumes on the other process each time and ends complete with the same SHA-256 (tus-js-client)', async () => {
     // A TCP proxy in front of both processes. New connections go to A until the first cut, then
     // to B until the second, and so on; each of the first three connections that carries more
     // than CUT_AT request bytes is cut there (both sockets destroyed mid-body).
     const CUT_AT = 700_000;
     let cuts = 0;
+    const seen: Seen[] = [];
     const open = new Set<Socket>();
     const proxy: Server = createServer((client) => {
-      const target = new URL(cuts % 2 === 0 ? a.url : b.url);
+      const name = cuts % 2 === 0 ? 'A' : 'B';
+      const target = new URL(name === 'A' ? a.url : b.url);
       const upstream = connect(Number(target.port), target.hostname);
+      const track = requestTracker(name, seen);
       open.add(client).add(upstream);
       const cutThis = cuts < 3;
       let forwarded = 0;
@@ -165,12 +154,14 @@ describe('tus resumable uploads on two API processes', { timeout: 120_000 }, () 
           cutting = true;
           cuts++;
           client.destroy();
-          // The bytes before the cut reach the API (handed to the kernel before the close), so
-          // how many it stores does not depend on the machine's load.
-          upstream.write(chunk.subarray(0, CUT_AT - forwarded), () => upstream.destroy());
+          // The bytes before the cut reach the API (handed to the kernel before the close).
+          const part = chunk.subarray(0, CUT_AT - forwarded);
+          track(part);
+          upstream.write(part, () => upstream.destroy());
           return;
         }
         forwarded += chunk.length;
+        track(chunk);
         upstream.write(chunk);
       });
       upstream.pipe(client);
@@ -193,7 +184,7 @@ describe('tus resumable uploads on two API processes', { timeout: 120_000 }, () 
       const lastResponse = await new Promise<tus.HttpResponse>((resolve, reject) => {
         upload = new tus.Upload(HEIF, {
           endpoint: `${proxyUrl}/v1/uploads`,
-          headers: { authorization: 'Bearer tenant-a' },
+          headers: { authorization: `Bearer ${stack.apiKey}` },
           metadata: { filename: 'train.heif', filetype: 'image/heic' },
           retryDelays: [0, 100, 200, 400, 800],
           storeFingerprintForResuming: false,
@@ -208,42 +199,41 @@ describe('tus resumable uploads on two API processes', { timeout: 120_000 }, () 
       assert.equal(cuts, 3, 'the proxy cut three connections');
       const photoId = lastResponse.getHeader('x-photo-id');
       assert.ok(photoId, 'the final answer names the photo');
-      assert.equal(lastResponse.getHeader('x-photo-status-url'), `http://photos.test/v1/photos/${photoId}`);
+      assert.equal(lastResponse.getHeader('x-photo-status-url'), `/v1/photos/${photoId}`);
 
-      const accepted = await acceptedFor(sha256(HEIF));
-      assert.equal(accepted.length, 1, 'accepted exactly once');
-      assert.equal(accepted[0]?.id, photoId);
-      assert.equal(accepted[0]?.tenantId, 'tenant-a');
-      assert.equal(accepted[0]?.filename, 'train.heif');
-      assert.equal(accepted[0]?.contentType, 'image/heic');
-
-      // The PATCHes as the processes saw them: alternating processes, each resuming after the
-      // bytes the cut one had stored (so nothing restarted from zero).
-      const patches = (await redis.lrange(`${PREFIX}requests`, 0, -1)).map((l) => l.split(' ')).filter(([, method, url]) => method === 'PATCH' && url === location);
-      assert.equal(patches.length, 4, JSON.stringify(patches));
-      assert.deepEqual(patches.map(([server]) => server), ['A', 'B', 'A', 'B']);
-      const offsets = patches.map((p) => Number(p[3]));
+      // The PATCHes as the processes got them: alternating processes, each resuming after the
+      // bytes the cut one had stored (nothing restarted from zero).
+      const patches = seen.filter((s) => s.method === 'PATCH' && s.path === location);
+      assert.deepEqual(patches.map((p) => p.target), ['A', 'B', 'A', 'B'], JSON.stringify(seen));
+      const offsets = patches.map((p) => p.offset ?? -1);
       assert.equal(offsets[0], 0);
       for (let i = 1; i < offsets.length; i++) assert.ok((offsets[i] ?? 0) > (offsets[i - 1] ?? 0) + 600_000, `resumed after the stored bytes: ${offsets.join(', ')}`);
 
+      // One photo, the pipeline's hash of what it received is the file's, and it completes.
+      assert.equal(await stack.waitFinal(photoId, 90_000), 'complete');
+      const view = await stack.getPhoto(photoId);
+      assert.equal(view.body.sha256, sha256(HEIF), 'same SHA-256 as the file');
+      assert.equal(view.body.file?.originalName, 'train.heif');
+      assert.deepEqual((await photosWith(sha256(HEIF))).map((p) => p.id), [photoId], 'accepted exactly once');
+
       // The bytes are freed once accepted; only the small record with the photo id stays.
-      assert.equal(await redis.exists(keysOf(location)[1] ?? ''), 0, 'upload bytes freed');
+      assert.equal(await stack.redis.exists(keysOf(location)[1] ?? ''), 0, 'upload bytes freed');
       const again = await head(b.url, location);
       assert.equal(again.status, 200);
       assert.equal(again.headers.get('x-photo-id'), photoId, 'a later HEAD still tells the photo id');
-      console.log(`# 3 MB HEIF, 3 cuts, 4 PATCHes on 2 processes: ${elapsedMs} ms; PATCH offsets ${offsets.join(', ')}`);
+      console.log(`# 3 MB HEIF, 3 cuts, 4 PATCHes on 2 API processes: ${elapsedMs} ms; PATCH offsets ${offsets.join(', ')}`);
     } finally {
       for (const s of open) s.destroy();
       await new Promise<void>((r) => proxy.close(() => r()));
     }
   });
 
-  it('creation-with-upload: a small upload finishes in its POST (tus-js-client)', async () => {
-    const bytes = fakeJpeg(50_000);
+  it('creation-with-upload: a small photo finishes in its POST (tus-js-client) and completes', async () => {
+    const bytes = distinctJpeg(JPEG, 'tus-small');
     const lastResponse = await new Promise<tus.HttpResponse>((resolve, reject) => {
       new tus.Upload(bytes, {
         endpoint: `${b.url}/v1/uploads`,
-        headers: { authorization: 'Bearer tenant-b' },
+        headers: { authorization: `Bearer ${stack.apiKey}` },
         metadata: { filename: 'small.jpg' },
         uploadDataDuringCreation: true,
         storeFingerprintForResuming: false,
@@ -252,29 +242,35 @@ describe('tus resumable uploads on two API processes', { timeout: 120_000 }, () 
       }).start();
     });
     assert.equal(lastResponse.getStatus(), 201);
-    const accepted = await acceptedFor(sha256(bytes));
-    assert.equal(accepted.length, 1);
-    assert.equal(lastResponse.getHeader('x-photo-id'), accepted[0]?.id);
-    assert.equal(accepted[0]?.tenantId, 'tenant-b');
+    const id = lastResponse.getHeader('x-photo-id');
+    assert.ok(id);
+    assert.equal(await stack.waitFinal(id), 'complete');
+    assert.equal((await stack.getPhoto(id)).body.sha256, sha256(bytes));
   });
 
-  it('an abandoned upload expires and Redis frees its bytes', async () => {
-    const location = await create(a.url, 1_000_000, { path: '/short/uploads' });
-    const res = await patch(a.url, location, 0, fakeJpeg(300_000));
-    assert.equal(res.status, 204);
-    assert.equal(res.headers.get('upload-offset'), '300000');
-    const expires = Date.parse(res.headers.get('upload-expires') ?? '');
-    assert.ok(expires > Date.now() && expires <= Date.now() + 2_500, `Upload-Expires within the 2 s TTL: ${res.headers.get('upload-expires')}`);
-    const [meta, data] = keysOf(location);
-    assert.ok((await redis.pttl(data ?? '')) > 0 && (await redis.pttl(data ?? '')) <= 2_000, 'the bytes carry the TTL');
-    assert.ok((await redis.pttl(meta ?? '')) > 0);
+  it('an abandoned upload is gone after its expiry, and Redis frees its bytes', async () => {
+    const short = await stack.startAnotherApi({ RESUMABLE_UPLOAD_TTL_SECONDS: '2' });
+    try {
+      const location = await create(short.url, 1_000_000);
+      const res = await patch(short.url, location, 0, fakeJpeg(300_000));
+      assert.equal(res.status, 204);
+      assert.equal(res.headers.get('upload-offset'), '300000');
+      const expires = Date.parse(res.headers.get('upload-expires') ?? '');
+      assert.ok(expires > Date.now() && expires <= Date.now() + 2_500, `Upload-Expires within the 2 s TTL: ${res.headers.get('upload-expires')}`);
+      const [meta, data] = keysOf(location);
+      const ttl = await stack.redis.pttl(data ?? '');
+      assert.ok(ttl > 0 && ttl <= 2_000, `the bytes carry the TTL (${ttl} ms)`);
+      assert.ok((await stack.redis.pttl(meta ?? '')) > 0);
 
-    await new Promise((r) => setTimeout(r, 2_300));
-    assert.equal(await existing(location), 0, 'every key of the upload is gone');
-    assert.equal((await head(b.url, location)).status, 404);
+      await new Promise((r) => setTimeout(r, 2_300));
+      assert.equal(await existing(location), 0, 'every key of the upload is gone');
+      assert.equal((await head(a.url, location)).status, 404);
+    } finally {
+      await short.proc.stop();
+    }
   });
 
-  it('an Upload-Length over the limit is refused at creation, before any byte is stored', async () => {
+  it('an Upload-Length over UPLOAD_MAX_BYTES is refused at creation, before any byte is stored', async () => {
     const before = await uploadKeyCount();
     const res = await fetch(`${a.url}/v1/uploads`, { method: 'POST', headers: { ...auth(), 'upload-length': String(MAX_BYTES + 1) } });
     assert.equal(res.status, 413);
@@ -307,14 +303,22 @@ describe('tus resumable uploads on two API processes', { timeout: 120_000 }, () 
     assert.equal((await head(a.url, location)).status, 404);
   });
 
-  it('another tenant cannot see, continue or delete an upload', async () => {
+  it('is the tenant\'s alone: no key is 401 before any byte, another tenant sees 404', async () => {
+    const other = await newTenant(stack, 'other');
     const location = await create(a.url, 10_000);
     assert.equal((await patch(a.url, location, 0, fakeJpeg(10_000).subarray(0, 4_000))).status, 204);
 
-    assert.equal((await head(b.url, location, 'tenant-b')).status, 404);
-    assert.equal((await patch(b.url, location, 4_000, randomBytes(6_000), 'tenant-b')).status, 404);
-    assert.equal((await fetch(`${b.url}${location}`, { method: 'DELETE', headers: auth('tenant-b') })).status, 404);
+    assert.equal((await head(b.url, location, other.key)).status, 404);
+    assert.equal((await patch(b.url, location, 4_000, randomBytes(6_000), other.key)).status, 404);
+    assert.equal((await fetch(`${b.url}${location}`, { method: 'DELETE', headers: auth(other.key) })).status, 404);
     assert.equal((await fetch(`${b.url}${location}`, { method: 'HEAD', headers: { 'tus-resumable': '1.0.0' } })).status, 401);
+    const anonymous = await fetch(`${a.url}/v1/uploads`, { method: 'POST', headers: { 'tus-resumable': '1.0.0', 'upload-length': '1000' } });
+    assert.equal(anonymous.status, 401);
+    assert.equal(((await anonymous.json()) as { error: { code: string } }).error.code, 'unauthorized');
+    // A CORS preflight needs no key and tells only the protocol's limits.
+    const options = await fetch(`${a.url}/v1/uploads`, { method: 'OPTIONS' });
+    assert.equal(options.status, 204);
+    assert.equal(options.headers.get('tus-max-size'), String(MAX_BYTES));
 
     const own = await head(b.url, location);
     assert.equal(own.status, 200);
@@ -323,12 +327,68 @@ describe('tus resumable uploads on two API processes', { timeout: 120_000 }, () 
     assert.equal(await existing(location), 0, 'termination frees the keys');
   });
 
-  it('a stalled PATCH on one process gives way to the client on the other; concurrent PATCHes never corrupt the offset', async () => {
-    const bytes = fakeJpeg(1_500_000);
-    const location = await create(a.url, bytes.length);
+  it('a declared checksum: known content is answered at creation with its photo; a mismatch is 422 and nothing is kept', async () => {
+    // Known: the photo of the first test holds the HEIF's content.
+    const [owner] = await photosWith(sha256(HEIF));
+    assert.ok(owner);
+    const before = await uploadKeyCount();
+    const known = await fetch(`${a.url}/v1/uploads`, {
+      method: 'POST',
+      headers: { ...auth(), 'upload-length': String(HEIF.length), 'upload-metadata': `sha256 ${Buffer.from(sha256(HEIF)).toString('base64')}` },
+    });
+    assert.equal(known.status, 200);
+    assert.equal(known.headers.get('x-photo-id'), owner.id);
+    assert.equal(known.headers.get('x-photo-duplicate'), 'true');
+    assert.deepEqual(await known.json(), { id: owner.id, status: 'complete', statusUrl: `/v1/photos/${owner.id}`, duplicate: true });
+    assert.equal(await uploadKeyCount(), before, 'no upload created');
 
-    // The phone's first PATCH stalls on A after 300 kB (its network went away without a FIN).
-    const stalled = stalledPatch(a.url, location, 0, bytes, 300_000);
+    // A mismatch: refused once the last byte is in, and the upload is deleted.
+    const bytes = distinctJpeg(JPEG, 'tus-mismatch');
+    const wrong = sha256(Buffer.concat([bytes, Buffer.from('!')]));
+    const location = await create(a.url, bytes.length, { headers: { 'x-content-sha256': wrong } });
+    assert.equal((await patch(a.url, location, 0, bytes.subarray(0, 10_000))).status, 204);
+    const last = await patch(b.url, location, 10_000, bytes.subarray(10_000));
+    assert.equal(last.status, 422, await last.text());
+    assert.equal(await existing(location), 0, 'nothing of the upload is kept');
+    assert.deepEqual(await photosWith(sha256(bytes)), [], 'no photo');
+    assert.equal((await head(a.url, location)).status, 404);
+  });
+
+  it('an accept that fails (RabbitMQ has no queue) leaves the complete upload; a HEAD on the other process hands it on once', async () => {
+    // Workers stopped, so nobody declares the ingest queue again before the final PATCH.
+    for (const p of stack.procs.filter((x) => x.name.startsWith('worker-') && x.running)) await p.stop();
+    await stack.amqp((ch) => ch.deleteQueue(stack.queue('ingest')));
+    try {
+      const bytes = distinctJpeg(JPEG, 'tus-accept-fails');
+      const location = await create(a.url, bytes.length, { filename: 'accept-fails.jpg' });
+      const final = await patch(a.url, location, 0, bytes);
+      assert.equal(final.status, 503, 'the queue was missing: no success without acceptance');
+      assert.equal(await stack.redis.exists(keysOf(location)[1] ?? ''), 1, 'bytes kept for the retry');
+      assert.deepEqual(await photosNamed('accept-fails.jpg'), [], 'nothing half-accepted');
+
+      // A declared the topology again after the unroutable publish; B's accept goes through.
+      const retried = await head(b.url, location);
+      assert.equal(retried.status, 200);
+      const photoId = retried.headers.get('x-photo-id');
+      assert.ok(photoId);
+      assert.equal((await head(a.url, location)).headers.get('x-photo-id'), photoId);
+      assert.deepEqual((await photosNamed('accept-fails.jpg')).map((p) => p.id), [photoId], 'accepted once');
+      await stack.startWorkers([...WORKER_ROLES]);
+      assert.equal(await stack.waitFinal(photoId, 60_000), 'complete');
+      assert.equal((await stack.getPhoto(photoId)).body.sha256, sha256(bytes));
+    } finally {
+      if (!stack.procs.some((p) => p.name.startsWith('worker-') && p.running)) await stack.startWorkers([...WORKER_ROLES]);
+    }
+  });
+
+  it('a stalled PATCH on one process gives way to the client on the other; concurrent PATCHes never corrupt the offset', async () => {
+    const bytes = distinctJpeg(photo('jpg/hdr/iphone_hdr_NO.jpg'), 'tus-stalled');
+    assert.ok(bytes.length > 400_000, `${bytes.length}`);
+    const location = await create(a.url, bytes.length, { filename: 'stalled.jpg' });
+    const stalledAt = 300_000;
+
+    // The phone's first PATCH stalls on A (its network went away without a FIN).
+    const stalled = stalledPatch(a.url, location, 0, bytes, stalledAt);
     await new Promise((r) => setTimeout(r, 300));
 
     // The phone, now on another network, lands on B and blindly retries from 0: B asks A to let
@@ -338,13 +398,12 @@ describe('tus resumable uploads on two API processes', { timeout: 120_000 }, () 
     const waitedMs = Date.now() - t0;
     assert.equal(blind.status, 409, 'offset conflict, nothing written');
     assert.ok(waitedMs < LOCK_DRAIN_MS + 1_500, `the stalled holder released within its drain time (${waitedMs} ms)`);
-    // The stalled PATCH was ended by the server: answered with what it stored, or closed.
     assert.ok([204, 'closed'].includes(await stalled.answer));
     stalled.req.destroy();
 
     const h = await head(b.url, location);
     const offset = Number(h.headers.get('upload-offset'));
-    assert.equal(offset, 300_000, 'every byte the stalled PATCH received counts');
+    assert.equal(offset, stalledAt, 'every byte the stalled PATCH received counts');
 
     // Two PATCHes from that offset at once, one on each process: one writes, the other gets 409
     // (or writes nothing); the offset stays the length of what was stored in order.
@@ -355,34 +414,20 @@ describe('tus resumable uploads on two API processes', { timeout: 120_000 }, () 
     assert.ok(statuses.includes(204));
     const now = Number((await head(a.url, location)).headers.get('upload-offset'));
     if (now < bytes.length) assert.equal((await patch(a.url, location, now, bytes.subarray(now))).status, 204);
-    const accepted = await acceptedFor(sha256(bytes));
-    assert.equal(accepted.length, 1, 'the stored bytes are exactly the source, accepted once');
+    const accepted = await photosNamed('stalled.jpg');
+    assert.equal(accepted.length, 1, 'accepted once');
+    assert.equal(await stack.waitFinal(accepted[0]!.id), 'complete');
+    assert.equal((await stack.getPhoto(accepted[0]!.id)).body.sha256, sha256(bytes), 'the stored bytes are exactly the source');
     console.log(`# stalled holder gave way after ${waitedMs} ms; concurrent PATCHes answered ${statuses.join(', ')}`);
   });
 
-  it('a failed accept leaves the complete upload in place; the next HEAD hands it on once', async () => {
-    const bytes = fakeJpeg(100_000);
-    const location = await create(a.url, bytes.length, { filename: 'fail-once.jpg' });
-    const final = await patch(a.url, location, 0, bytes);
-    assert.equal(final.status, 503, 'the queue was away: no success without acceptance');
-    assert.equal(await redis.exists(keysOf(location)[1] ?? ''), 1, 'bytes kept for the retry');
-
-    const retried = await head(b.url, location);
-    assert.equal(retried.status, 200);
-    const photoId = retried.headers.get('x-photo-id');
-    assert.ok(photoId);
-    assert.equal((await head(a.url, location)).headers.get('x-photo-id'), photoId);
-    const accepted = await acceptedFor(sha256(bytes));
-    assert.deepEqual(accepted.map((r) => r.id), [photoId]);
-  });
-
   it('a process that dies holding the lock blocks a resume for at most the lease', async () => {
-    const bytes = fakeJpeg(1_200_000);
-    const location = await create(b.url, bytes.length);
-    const stalled = stalledPatch(a.url, location, 0, bytes, 600_000);
-    await new Promise((r) => setTimeout(r, 300));
+    const bytes = distinctJpeg(photo('jpg/hdr/iphone_hdr_NO.jpg'), 'tus-dead-holder');
+    const location = await create(b.url, bytes.length, { filename: 'dead-holder.jpg' });
+    const stalled = stalledPatch(a.url, location, 0, bytes, 300_000);
+    await waitFor('A to store the first pieces', async () => ((await stack.redis.strlen(keysOf(location)[1] ?? '')) > 0 ? true : null), 5_000, 20);
     a.proc.kill('SIGKILL');
-    await a.exited;
+    await a.proc.exited;
     stalled.req.destroy();
 
     const t0 = Date.now();
@@ -392,9 +437,12 @@ describe('tus resumable uploads on two API processes', { timeout: 120_000 }, () 
     assert.ok(waitedMs <= LOCK_LEASE_MS + 1_000, `waited ${waitedMs} ms for a dead holder's lock`);
     // Whole pieces appended before the crash count; the piece it still held in memory is lost.
     const offset = Number(h.headers.get('upload-offset'));
-    assert.ok(offset > 0 && offset <= 600_000, `offset ${offset}`);
+    assert.ok(offset > 0 && offset <= 300_000, `offset ${offset}`);
     assert.equal((await patch(b.url, location, offset, bytes.subarray(offset))).status, 204);
-    assert.equal((await acceptedFor(sha256(bytes))).length, 1);
+    const accepted = await photosNamed('dead-holder.jpg');
+    assert.equal(accepted.length, 1);
+    assert.equal(await stack.waitFinal(accepted[0]!.id), 'complete');
+    assert.equal((await photosNamed('dead-holder.jpg'))[0]?.sha256, sha256(bytes));
     console.log(`# dead holder: resumed after ${waitedMs} ms (lease ${LOCK_LEASE_MS} ms) at offset ${offset}`);
   });
 });

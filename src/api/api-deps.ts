@@ -8,6 +8,7 @@ import type { DlqService } from '../queues/dlq-service.js';
 import type { TenantLoad } from '../pipeline/tenant-load.js';
 import type { WebhookRepo } from '../db/webhook-repo.js';
 import type { WebhookDeliveryRepo } from '../db/webhook-delivery-repo.js';
+import type { Redis } from 'ioredis';
 
 /** What the API's routes are handed by its composition root (run-api.ts). */
 export interface ApiDeps extends ProcessClients {
@@ -20,4 +21,9 @@ export interface ApiDeps extends ProcessClients {
   dlq: DlqService;
   webhooks: WebhookRepo;
   deliveries: WebhookDeliveryRepo;
+  /**
+   * A second Redis connection for SUBSCRIBE (the resumable uploads' shared lock hears release
+   * requests on it). Without it, resumable uploads are not offered.
+   */
+  subscriber?: Redis;
 }

@@ -14,10 +14,12 @@ import { registerHealthRoutes } from './routes/health.js';
 import { registerAdminDlqRoutes } from './routes/admin-dlq.js';
 import { registerPlaceRoutes } from './routes/places.js';
 import { registerWebhookRoutes } from './routes/webhooks.js';
+import { registerResumableRoutes } from './routes/resumable.js';
 
 /**
  * Body limit of every route that does not name its own: only the upload (UPLOAD_MAX_BYTES), the
- * frame (FRAME_MAX_BYTES), the checksum check (128 KiB) and the DLQ replay (64 KiB) take more.
+ * frame (FRAME_MAX_BYTES), the checksum check (128 KiB) and the DLQ replay (64 KiB) take more;
+ * resumable uploads stream their PATCH bodies into Redis within the upload's declared length.
  * Anything else, the not-found route included, reads at most this much.
  */
 export const DEFAULT_BODY_LIMIT_BYTES = 16 * 1024;
@@ -190,5 +192,7 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   registerPlaceRoutes(app, deps);
   registerWebhookRoutes(app, deps);
   registerAdminDlqRoutes(app, deps);
+  const { subscriber } = deps;
+  if (subscriber) await registerResumableRoutes(app, { ...deps, subscriber });
   return app;
 }

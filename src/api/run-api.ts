@@ -9,6 +9,7 @@ import { FrameRepo } from '../db/frame-repo.js';
 import { PlaceRepo } from '../db/places/place-repo.js';
 import { WebhookRepo } from '../db/webhook-repo.js';
 import { WebhookDeliveryRepo } from '../db/webhook-delivery-repo.js';
+import { createRedis } from '../shared/redis.js';
 import { LoadShedder } from './load-shedder.js';
 import { TenantLoad } from '../pipeline/tenant-load.js';
 import { buildApp } from './app.js';
@@ -21,6 +22,9 @@ export async function runApi(config: Config): Promise<void> {
   const photos = photoRepos(db);
   const shedder = new LoadShedder(config, redis, broker, log);
   res.releasers.add('load-shedder', async () => shedder.stop());
+  // Resumable uploads' shared lock listens for release requests on a connection of its own.
+  const subscriber = createRedis(config, log, 'photopipe-api-subscriber');
+  res.releasers.add('redis-subscriber', async () => void (await subscriber.quit().catch(() => subscriber.disconnect())));
 
   const app = await buildApp({
     config,
@@ -39,6 +43,7 @@ export async function runApi(config: Config): Promise<void> {
     dlq: dlqServiceFor(res, photos.stages),
     webhooks: new WebhookRepo(db),
     deliveries: new WebhookDeliveryRepo(db),
+    subscriber,
   });
   res.releasers.add('http', async () => {
     // In-flight uploads get the grace period to finish; after it, whatever still holds a

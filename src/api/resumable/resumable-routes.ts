@@ -4,6 +4,7 @@ import type { ServerResponse } from 'node:http';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import { ERRORS, Server, type Upload } from '@tus/server';
+import { Metadata } from '@tus/utils';
 import { HttpError } from '../../shared/errors.js';
 import { CONTENT_TYPES, SNIFF_BYTES, sniffImageFormat } from '../../imaging/sniff.js';
 import { sanitizeFilename } from '../filename.js';
@@ -18,14 +19,31 @@ export interface AcceptUploadInput {
   filename: string | null;
   /** From the sniffed bytes, never from the client's `filetype`. */
   contentType: string;
+  /** The upload's metadata as stored at creation (Upload-Metadata, plus what beforeCreate added). */
+  metadata: Record<string, string | null>;
 }
 
-/** The accept function's 202 answer: bytes stored, row written, broker confirmed. */
+/**
+ * The accept function's answer: a new photo (202 semantics: bytes stored, row written, broker
+ * confirmed), or, with `duplicate`, the photo that already holds these bytes (nothing queued).
+ */
 export interface AcceptedUpload {
   id: string;
   status: string;
   statusUrl: string;
+  duplicate?: boolean;
 }
+
+/**
+ * Runs on a creation request (POST) before tus sees it, once the tenant is known. It may refuse the
+ * upload (throw an HttpError, answered as JSON), add to its metadata (values checked and normalised
+ * from request headers), or answer at once with the photo that already holds the declared content.
+ */
+export type BeforeCreate = (
+  req: FastifyRequest,
+  tenantId: string,
+  metadata: Record<string, string | null>,
+) => Promise<{ metadata?: Record<string, string>; existing?: AcceptedUpload }>;
 
 export type AcceptUpload = (input: AcceptUploadInput) => Promise<AcceptedUpload>;
 
@@ -44,8 +62,14 @@ export interface ResumableUploadOptions {
   ttlSeconds: number;
   /** A dead process's lock blocks a resume for at most this long. */
   lockLeaseMs: number;
+  /**
+   * Runs in onRequest of every tus request but OPTIONS, after the app's route auth (the routes
+   * declare `config.auth: 'tenant'`), before any body byte is read: returns the tenant, or throws
+   * (admission: load shedding, the tenant's limits).
+   */
   authenticate: AuthenticateTenant;
   accept: AcceptUpload;
+  beforeCreate?: BeforeCreate;
   log: FastifyBaseLogger;
   /** Default `/v1/uploads`. */
   path?: string;
@@ -72,6 +96,8 @@ export interface ResumableUploads {
 /** Response headers that tell a client which photo its finished upload became. */
 export const PHOTO_ID_HEADER = 'X-Photo-Id';
 export const PHOTO_STATUS_URL_HEADER = 'X-Photo-Status-Url';
+/** `true` when that photo already held the content (the upload became no new photo). */
+export const PHOTO_DUPLICATE_HEADER = 'X-Photo-Duplicate';
 
 const UPLOAD_ID = /^[0-9a-f]{32}$/;
 const METHODS = ['POST', 'HEAD', 'PATCH', 'DELETE', 'OPTIONS'] as const;
@@ -81,6 +107,8 @@ interface RequestScope {
   res: ServerResponse;
   /** What the store refused while the body was flowing (see RedisDataStoreOptions.onWriteError). */
   writeError?: unknown;
+  /** Metadata beforeCreate added to a creation request. */
+  metadata?: Record<string, string>;
 }
 
 /**
@@ -163,6 +191,7 @@ export async function registerResumableUploads(app: FastifyInstance, opts: Resum
         bytes,
         filename: sanitizeFilename(record.metadata.filename),
         contentType: CONTENT_TYPES[format],
+        metadata: record.metadata,
       });
       // Keeps only the small record (photo id) so a client that lost this answer learns it by HEAD.
       if (!(await store.completeFinish(record.id, token, JSON.stringify(photo)))) {
@@ -171,7 +200,10 @@ export async function registerResumableUploads(app: FastifyInstance, opts: Resum
       log.info({ uploadId: record.id, photoId: photo.id, tenantId: record.owner, bytes: bytes.length, format, acceptMs: Date.now() - started }, 'resumable upload accepted');
       return photo;
     } catch (err) {
-      await store.releaseFinish(record.id, token).catch(() => undefined);
+      // A refusal of the bytes themselves (a checksum that does not match, data the database
+      // refuses) is final: nothing of the upload is kept. Anything else (503) keeps them for a retry.
+      if (err instanceof HttpError && err.status >= 400 && err.status < 500) await store.remove(record.id).catch(() => undefined);
+      else await store.releaseFinish(record.id, token).catch(() => undefined);
       throw toTusError(err, log, record.id);
     } finally {
       clearInterval(renew);
@@ -190,7 +222,7 @@ export async function registerResumableUploads(app: FastifyInstance, opts: Resum
     lockDrainTimeout: opts.lockDrainMs ?? 3000,
     // A complete upload is being (or was) handed on: deleting it then would race the accept.
     disableTerminationForFinishedUploads: true,
-    exposedHeaders: [PHOTO_ID_HEADER, PHOTO_STATUS_URL_HEADER],
+    exposedHeaders: [PHOTO_ID_HEADER, PHOTO_STATUS_URL_HEADER, PHOTO_DUPLICATE_HEADER],
 
     onIncomingRequest: async (req, id) => {
       const { tenantId, res } = scope();
@@ -208,10 +240,10 @@ export async function registerResumableUploads(app: FastifyInstance, opts: Resum
     },
 
     onUploadCreate: async (_req, upload: Upload) => {
-      const { tenantId } = scope();
+      const { tenantId, metadata } = scope();
       if (!upload.size) throw new TusResponseError(400, 'the upload is empty (Upload-Length: 0)\n');
       store.assignOwner(upload, tenantId);
-      return {};
+      return metadata ? { metadata: { ...(upload.metadata ?? {}), ...metadata } } : {};
     },
 
     onUploadFinish: async (_req, upload: Upload) => {
@@ -237,10 +269,28 @@ export async function registerResumableUploads(app: FastifyInstance, opts: Resum
   };
 
   const handler = async (req: FastifyRequest, reply: FastifyReply) => {
+    const tenantId = tenants.get(req) ?? null;
+    let added: Record<string, string> | undefined;
+    if (req.method === 'POST' && tenantId && opts.beforeCreate) {
+      const metadata = parseUploadMetadata(req.headers['upload-metadata']);
+      // Malformed metadata: tus answers it (400) below.
+      if (metadata) {
+        const before = await opts.beforeCreate(req, tenantId, metadata);
+        if (before.existing) {
+          // Known content: no upload is created and no byte needs to be sent.
+          return reply
+            .code(200)
+            .header('tus-resumable', '1.0.0')
+            .headers(photoHeaders(before.existing))
+            .send({ id: before.existing.id, status: before.existing.status, statusUrl: before.existing.statusUrl, duplicate: true });
+        }
+        added = before.metadata;
+      }
+    }
     reply.hijack();
     const res = reply.raw;
     try {
-      await scopes.run({ tenantId: tenants.get(req) ?? null, res }, () => tus.handle(req.raw, res));
+      await scopes.run({ tenantId, res, ...(added ? { metadata: added } : {}) }, () => tus.handle(req.raw, res));
     } catch (err) {
       req.log.error({ err }, 'resumable upload handler failed');
       if (!res.headersSent) {
@@ -258,12 +308,20 @@ export async function registerResumableUploads(app: FastifyInstance, opts: Resum
     scoped.removeAllContentTypeParsers();
     scoped.addContentTypeParser('*', (_req, _payload, done) => done(null));
     for (const url of [path, `${path}/*`]) {
-      scoped.route({ method: [...METHODS], url, exposeHeadRoute: false, onRequest, handler });
+      // Every tus request but a CORS preflight is a tenant's: the app's route auth checks the key
+      // in its onRequest, before this route's own onRequest (admission) and before any body byte.
+      scoped.route({ method: METHODS.filter((m) => m !== 'OPTIONS'), url, exposeHeadRoute: false, config: { auth: 'tenant' }, onRequest, handler });
+      scoped.route({ method: 'OPTIONS', url, config: { auth: 'none' }, handler });
     }
   });
   app.addHook('onClose', async () => {
     await locker.close();
   });
+  // Subscribe as soon as the connection is up (and again after a reconnect, ioredis resubscribes
+  // by itself), so that the first lock of a request does not wait for it.
+  const subscribe = () => void locker.ensureSubscribed().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'resumable uploads: could not subscribe to lock releases yet'));
+  if (opts.subscriber.status === 'ready') subscribe();
+  else opts.subscriber.once('ready', subscribe);
 
   return { store, locker, tus };
 }
@@ -277,12 +335,23 @@ function notAnImage(): TusResponseError {
 }
 
 function photoHeaders(photo: AcceptedUpload): Record<string, string> {
-  return { [PHOTO_ID_HEADER]: photo.id, [PHOTO_STATUS_URL_HEADER]: photo.statusUrl };
+  return { [PHOTO_ID_HEADER]: photo.id, [PHOTO_STATUS_URL_HEADER]: photo.statusUrl, ...(photo.duplicate ? { [PHOTO_DUPLICATE_HEADER]: 'true' } : {}) };
 }
 
 function parseResult(text: string): AcceptedUpload {
   const value = JSON.parse(text) as Partial<AcceptedUpload>;
-  return { id: String(value.id), status: String(value.status), statusUrl: String(value.statusUrl) };
+  return { id: String(value.id), status: String(value.status), statusUrl: String(value.statusUrl), ...(value.duplicate === true ? { duplicate: true } : {}) };
+}
+
+/** Upload-Metadata as tus reads it; null when malformed (tus itself answers that with 400). */
+function parseUploadMetadata(header: string | string[] | undefined): Record<string, string | null> | null {
+  if (header === undefined) return {};
+  if (Array.isArray(header)) return null;
+  try {
+    return Metadata.parse(header);
+  } catch {
+    return null;
+  }
 }
 
 /** The accept function speaks HttpError (503 when a dependency is away); tus speaks status_code/body. */
