@@ -44,9 +44,8 @@ function post(url: string, headers: Record<string, string>, body: Buffer | strin
 
 /** Small images of every format sharp writes, each with its own colour (so no two share a SHA-256). */
 async function made(format: 'png' | 'webp' | 'gif' | 'avif', shade: number): Promise<Buffer> {
-  return sharp({ create: { width: 96, height: 64, channels: 3, background: { r: shade, g: 120, b: 255 - shade } } })
-    [format]()
-    .toBuffer();
+  const image = sharp({ create: { width: 96, height: 64, channels: 3, background: { r: shade, g: 120, b: 255 - shade } } });
+  return image[format]().toBuffer();
 }
 
 describe('uploads: any binary body sniffed, checksums checked', { timeout: 300_000 }, () => {
