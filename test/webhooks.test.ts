@@ -76,16 +76,16 @@ class Receiver {
   }
 }
 
-/** What a receiver does, written out as in the README (not with photopipe's own code). */
-function verify(header: string | string[] | undefined, body: string, secret: string): boolean {
-  if (typeof header !== 'string') return false;
-  const parts = Object.fromEntries(header.split(',').map((p) => p.split('=') as [string, string]));
-  const t = Number(parts.t);
-  if (!Number.isInteger(t) || Math.abs(Date.now() / 1000 - t) > 300) return false;
-  const expected = createHmac('sha256', secret).update(`${t}.${body}`).digest();
-  const given = Buffer.from(parts.v1 ?? '', 'hex');
+/** What a receiver does: the README's verifyPhotopipe, as it is printed there (not photopipe's own code). */
+function verifyPhotopipe(rawBody: string, header: string | string[] | undefined, secret: string, toleranceSec = 300): boolean {
+  const fields = Object.fromEntries(String(header).split(',').map((kv) => kv.split('=', 2)));
+  const t = Number(fields.t);
+  if (!Number.isInteger(t) || Math.abs(Date.now() / 1000 - t) > toleranceSec) return false;
+  const expected = createHmac('sha256', secret).update(`${t}.${rawBody}`).digest();
+  const given = Buffer.from(fields.v1 ?? '', 'hex');
   return given.length === expected.length && timingSafeEqual(given, expected);
 }
+const verify = (header: string | string[] | undefined, body: string, secret: string) => verifyPhotopipe(body, header, secret);
 
 describe('webhooks', { timeout: 300_000 }, () => {
   let stack: Stack;
