@@ -164,7 +164,7 @@ export const envSchema = z.object({
   WEBHOOK_TIMEOUT_MS: intFromEnv(100, 120_000).default(10_000),
   /** Deliveries a webhook process runs at once (its prefetch). */
   WEBHOOK_CONCURRENCY: intFromEnv(1, 1_000).default(32),
-  /** Deliveries to one receiver (tenant and origin) a webhook process runs at once; more wait in the delay queues, holding no slot. */
+  /** Deliveries to one receiver (tenant and origin) a webhook process runs at once (twice this per tenant); more wait in the delay queues, holding no slot. */
   WEBHOOK_MAX_IN_FLIGHT_PER_RECEIVER: intFromEnv(1, 1_000).default(4),
 
   RETRY_DELAYS_MS: msList.default([1_000, 5_000, 30_000, 120_000, 600_000]),

@@ -63,9 +63,10 @@ function receiverKey(tenantId: string, url: string): string {
  * once per event, retrying with backoff for about a day. Nothing here can slow the pipeline, which
  * only publishes events; and a slow or dead receiver delays only its own events:
  *  - every attempt has a time limit (WEBHOOK_TIMEOUT_MS);
- *  - at most WEBHOOK_MAX_IN_FLIGHT_PER_RECEIVER attempts per receiver run at once in a process; a
- *    delivery for a receiver at its limit waits in a delay queue instead of holding a slot, so the
- *    other WEBHOOK_CONCURRENCY - limit slots stay free for everyone else;
+ *  - at most WEBHOOK_MAX_IN_FLIGHT_PER_RECEIVER attempts per receiver (tenant and origin), and
+ *    twice that per tenant, run at once in a process; a delivery for a receiver or tenant at its
+ *    limit waits in a delay queue instead of holding a slot, so the other slots of
+ *    WEBHOOK_CONCURRENCY stay free for everyone else;
  *  - a retry waits in the shared delay queues (hops of at most the longest level), holding nothing.
  * A delivery row (one per event and tenant) records every attempt; a lease in Postgres keeps two
  * copies of a message from attempting it at once. A message is acked only once what follows it is
@@ -73,7 +74,8 @@ function receiverKey(tenantId: string, url: string): string {
  */
 export class WebhookDispatcher {
   private readonly inFlight = new Set<InFlight>();
-  private readonly perReceiver = new Map<string, number>();
+  /** Attempts running in this process, per receiver (tenant and origin) and per tenant. */
+  private readonly running = new Map<string, number>();
   private handle: ConsumerHandle | null = null;
   private stopping = false;
   private readonly log: Logger;
@@ -176,11 +178,13 @@ export class WebhookDispatcher {
     }
     // The tenant's webhook goes to its current URL (it may have moved since); a notifyUrl stays.
     const url = d.target === 'webhook' ? hook.url : d.url;
-    const receiver = receiverKey(d.tenantId, url);
-    if ((this.perReceiver.get(receiver) ?? 0) >= config.WEBHOOK_MAX_IN_FLIGHT_PER_RECEIVER) {
+    // Bounded per receiver, and per tenant across the receivers it names (notifyUrls on many origins).
+    const keys = [receiverKey(d.tenantId, url), `${d.tenantId}\u0000*`];
+    const limits = [config.WEBHOOK_MAX_IN_FLIGHT_PER_RECEIVER, 2 * config.WEBHOOK_MAX_IN_FLIGHT_PER_RECEIVER];
+    if (keys.some((k, i) => (this.running.get(k) ?? 0) >= (limits[i] ?? 0))) {
       return this.publishDelayed({ v: 1, type: 'webhook.delivery', deliveryId: id }, BUSY_WAIT_MS);
     }
-    this.perReceiver.set(receiver, (this.perReceiver.get(receiver) ?? 0) + 1);
+    for (const k of keys) this.running.set(k, (this.running.get(k) ?? 0) + 1);
     try {
       const claimed = await deliveries.claim(id, config.WEBHOOK_TIMEOUT_MS + LEASE_MARGIN_MS);
       if (!claimed) {
@@ -208,9 +212,11 @@ export class WebhookDispatcher {
         log.warn({ err: outcome.error, statusCode: outcome.statusCode, attempts: claimed.attempts }, 'webhook delivery given up');
       }
     } finally {
-      const n = (this.perReceiver.get(receiver) ?? 1) - 1;
-      if (n > 0) this.perReceiver.set(receiver, n);
-      else this.perReceiver.delete(receiver);
+      for (const k of keys) {
+        const n = (this.running.get(k) ?? 1) - 1;
+        if (n > 0) this.running.set(k, n);
+        else this.running.delete(k);
+      }
     }
   }
 
