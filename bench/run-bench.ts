@@ -7,6 +7,7 @@
  *   (4) upload API      - autocannon at concurrency 16, against a plain ioredis SET loop
  *   (5) scaling         - 1 vs 2 processes per CPU-bound worker role
  *   (6) memory          - peak RSS per role and peak Redis memory, N vs 2N photos
+ *   (7) resumable       - a tus upload against a plain one, 2 MB and 20 MB, one at a time
  * Prints tables and writes everything to bench/results/latest.json. `--quick`: about a minute.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -23,6 +24,7 @@ import { table } from './lib/table.js';
 import { LimitBench, summarizeLimit, type LimitResult, type LimitRun } from './limit.js';
 import { runSeedOnce, SEED_INSTALL, seedAvailable, summarizeSeed, type SeedResult, type SeedRun } from './seed.js';
 import { runUploadApi, type ApiResult } from './upload-api.js';
+import { runResumable, type ResumableResult } from './resumable.js';
 import { CPU_BOUND_ROLES, PipelineBench, type BatchResult, type SteadyResult } from './pipeline.js';
 import { BENCH_CPU } from './lib/proc.js';
 
@@ -38,7 +40,7 @@ const { values: args } = parseArgs({
   },
 });
 if (args.help) {
-  process.stdout.write(`npm run bench [-- --quick] [--n N] [--out FILE] [--skip limit,seed,api,pipeline]
+  process.stdout.write(`npm run bench [-- --quick] [--n N] [--out FILE] [--skip limit,seed,api,pipeline,resumable]
 
   --quick   about one minute: small N, one repetition each (indicative only)
   --n N     photos per pipeline run (default 300, quick 30); the memory run uses 2N
@@ -60,6 +62,7 @@ const plan = {
   limit: { concurrencies: [1, 2, 4, 8], reps: quick ? 1 : 3, repeat: 1, perOperation: !quick },
   seed: { repeat: 1, procs: machine.cores },
   api: { concurrency: 16, durationSec: quick ? 2 : 3, reps: quick ? 1 : 3 },
+  resumable: { reps: quick ? 3 : 8 },
   pipeline: {
     n: N,
     memoryN: 2 * N,
@@ -78,7 +81,10 @@ const plan = {
 };
 
 const stackEnv: Record<string, string> = {
-  NODE_ENV: 'production',
+  // Not production: a production process refuses the development credentials of the local
+  // services the bench stack runs on (Postgres superuser, RabbitMQ guest, s3rver's key), and
+  // NODE_ENV changes nothing else in photopipe (test faults need 'test').
+  NODE_ENV: 'development',
   LOG_LEVEL: 'warn',
 };
 /** Workers log at info: the per-message "stage done" lines (with durationMs) are the per-stage profile. */
@@ -169,7 +175,8 @@ async function main(): Promise<void> {
 
   let api: ApiResult | null = null;
   let pipeline: PipelineResults | null = null;
-  if (!skip.has('api') || !skip.has('pipeline')) {
+  let resumable: ResumableResult | null = null;
+  if (!skip.has('api') || !skip.has('pipeline') || !skip.has('resumable')) {
     log('starting an isolated stack (own database, AMQP prefix, Redis prefix, local S3)');
     const stack = await Stack.start({ api: true, workers: 'none', env: stackEnv });
     // Whatever happens, the stack's processes, database, queues and keys must not outlive the bench.
@@ -199,6 +206,11 @@ async function main(): Promise<void> {
         log('(4) upload API (workers stopped) vs plain Redis SET loop');
         api = await runUploadApi(stack, corpus, { ...plan.api, log });
       }
+      if (!skip.has('resumable')) {
+        if (bench) await bench.stopWorkers();
+        log('(7) resumable (tus) upload vs plain upload, 2 MB and 20 MB, one at a time (workers stopped)');
+        resumable = await runResumable(stack, corpus, { ...plan.resumable, log });
+      }
     } finally {
       log('stopping the stack');
       await stack.stop();
@@ -209,7 +221,7 @@ async function main(): Promise<void> {
     }
   }
 
-  const results = buildResults({ versions, corpus, limit, seed, api, pipeline });
+  const results = buildResults({ versions, corpus, limit, seed, api, pipeline, resumable });
   const outFile = resolve(args.out ?? join(BENCH_DIR, 'results', 'latest.json'));
   mkdirSync(dirname(outFile), { recursive: true });
   writeFileSync(outFile, `${JSON.stringify(results, null, 2)}\n`);
@@ -374,7 +386,7 @@ async function runPipeline(bench: PipelineBench, corpus: Corpus, refs: { limit: 
   };
 }
 
-function buildResults(r: { versions: Versions; corpus: Corpus; limit: LimitResult | null; seed: SeedResult | null; api: ApiResult | null; pipeline: PipelineResults | null }) {
+function buildResults(r: { versions: Versions; corpus: Corpus; limit: LimitResult | null; seed: SeedResult | null; api: ApiResult | null; pipeline: PipelineResults | null; resumable: ResumableResult | null }) {
   const { limit, seed, api, pipeline } = r;
   const e2e = pipeline?.oneProcess.medianPhotosPerSec ?? Number.NaN;
   const seedPps = seed && !seed.skipped ? seed.medianPhotosPerSec : Number.NaN;
@@ -463,6 +475,7 @@ function buildResults(r: { versions: Versions; corpus: Corpus; limit: LimitResul
     seed,
     api,
     pipeline,
+    resumable: r.resumable,
     ratios: {
       pipelineToLimit: vsLimit,
       pipelineToLimitFromMedians: vsLimitMedians,
@@ -572,6 +585,16 @@ function render(r: Results): string {
     ]);
   }
   if (r.api) rows.push(['    API process peak RSS during (4)', MiB(r.api.apiPeakRssBytes), '', '']);
+  for (const s of r.resumable?.sizes ?? []) {
+    const plain = s.ways.find((w) => w.way === 'plain');
+    const tus = s.ways.find((w) => w.way === 'tus, 1 PATCH');
+    rows.push([
+      `(7) resumable upload ${s.label} vs plain, one at a time`,
+      `+${fmt(s.extraWallMs, 1)} ms wall, +${fmt(s.extraCpuMs, 1)} CPU ms`,
+      `${fmt(s.wallRatio)}x wall, ${fmt(s.cpuRatio)}x CPU`,
+      `plain ${fmt(plain?.wallMs, 1)} ms, tus ${fmt(tus?.wallMs, 1)} ms (median of ${r.resumable?.reps}); CPU = API + Redis, per upload`,
+    ]);
+  }
   if (P) {
     rows.push([
       `(5) pipeline, 2 processes per ${p.pipeline.scaledRoles.join('/')} (median of ${P.twoProcesses.runs.length})`,
@@ -699,6 +722,17 @@ function render(r: Results): string {
     );
     out.push('', `upload path, each step alone at c=${r.api.concurrency} from the bench process (what bounds the API)`);
     out.push(table(['step', 'ops/s', 'p50 ms', 'p99 ms'], r.api.components.map((x) => [x.name, fmt(x.opsPerSec, 0), fmt(x.p50Ms, 1), fmt(x.p99Ms, 1)])));
+  }
+
+  if (r.resumable) {
+    out.push('', `(7) resumable (tus) vs plain upload, side by side, one upload at a time, workers stopped (wall: median of ${r.resumable.reps}; CPU ms per upload: mean)`);
+    const groups = [...new Set(r.resumable.sizes.flatMap((s2) => s2.ways.flatMap((w) => Object.keys(w.cpuMs))))];
+    out.push(
+      table(
+        ['size', 'way', 'requests', 'wall ms', ...groups.map((g) => `CPU ms ${g}`)],
+        r.resumable.sizes.flatMap((s2) => s2.ways.map((w) => [s2.label, w.way, String(w.requests), fmt(w.wallMs, 1), ...groups.map((g) => fmt(w.cpuMs[g], 1))])),
+      ),
+    );
   }
 
   out.push('', 'goals');

@@ -5,8 +5,8 @@
  *
  * Every stage of PIPELINE (src/pipeline/photo-pipeline.ts) must have an entry in STAGE_ROLES:
  * the generator refuses to run without one, and test/unit/k8s-manifests.test.ts fails until the
- * generated files include it. A role that is not a pipeline stage (the reconciler; later
- * perhaps a dispatcher or a webhook sender) goes in OTHER_ROLES.
+ * generated files include it. A role that is not a pipeline stage (the reconciler, the webhook
+ * sender; later perhaps a dispatcher) goes in OTHER_ROLES.
  *
  * Where the numbers come from (README "Kubernetes" explains them in full):
  * - CPU: README "Performance", CPU ms per photo per stage (whole-system attribution, 2-core
@@ -100,5 +100,14 @@ export const OTHER_ROLES: OtherRole[] = [
     replicas: 1,
     resources: res('50m', '500m', '128Mi', '512Mi'),
     why: 'one pass a minute over the stale photos; a Redis lock keeps one pass at a time, so one replica',
+  },
+  {
+    name: 'worker-webhook',
+    args: ['worker', '--role', 'webhook'],
+    // More replicas are safe (each delivery attempt is leased in Postgres); each adds its own
+    // WEBHOOK_CONCURRENCY slots and its own per-receiver limit.
+    replicas: 1,
+    resources: res('100m', '500m', '256Mi', '512Mi'),
+    why: 'I/O-bound: signed POSTs of a few KB, at most WEBHOOK_CONCURRENCY (32) in flight for up to WEBHOOK_TIMEOUT_MS each; no image work; RSS measured 163 MB idle, 191 MB peak over 60 events',
   },
 ];

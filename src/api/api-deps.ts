@@ -9,6 +9,9 @@ import type { TenantLoad } from '../pipeline/tenant-load.js';
 import type { DashboardData } from '../observability/dashboard-data.js';
 import type { ApiMetrics } from '../observability/api-metrics.js';
 import type { QueueStats } from '../observability/queue-stats.js';
+import type { WebhookRepo } from '../db/webhook-repo.js';
+import type { WebhookDeliveryRepo } from '../db/webhook-delivery-repo.js';
+import type { Redis } from 'ioredis';
 
 /** What the API's routes are handed by its composition root (run-api.ts). */
 export interface ApiDeps extends ProcessClients {
@@ -22,4 +25,11 @@ export interface ApiDeps extends ProcessClients {
   dashboard: DashboardData;
   metrics: ApiMetrics;
   queueStats: QueueStats;
+  webhooks: WebhookRepo;
+  deliveries: WebhookDeliveryRepo;
+  /**
+   * A second Redis connection for SUBSCRIBE (the resumable uploads' shared lock hears release
+   * requests on it). Without it, resumable uploads are not offered.
+   */
+  subscriber?: Redis;
 }

@@ -18,11 +18,14 @@ import { registerDashboardRoutes } from './routes/dashboard.js';
 import { registerAdminPhotoRoutes } from './routes/admin-photos.js';
 import { registerAdminStageRoutes } from './routes/admin-stages.js';
 import { installUploadMetrics, registerMetricsRoute } from './routes/metrics.js';
+import { registerWebhookRoutes } from './routes/webhooks.js';
+import { registerResumableRoutes } from './routes/resumable.js';
 
 /**
  * Body limit of every route that does not name its own: only the upload (UPLOAD_MAX_BYTES), the
- * frame (FRAME_MAX_BYTES) and the DLQ replay (64 KiB) take more. Anything else, the not-found
- * route included, reads at most this much.
+ * frame (FRAME_MAX_BYTES), the checksum check (128 KiB) and the DLQ replay (64 KiB) take more;
+ * resumable uploads stream their PATCH bodies into Redis within the upload's declared length.
+ * Anything else, the not-found route included, reads at most this much.
  */
 export const DEFAULT_BODY_LIMIT_BYTES = 16 * 1024;
 
@@ -212,10 +215,13 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   registerPhotoRoutes(app, deps);
   registerFrameRoutes(app, deps);
   registerPlaceRoutes(app, deps);
+  registerWebhookRoutes(app, deps);
   registerAdminDlqRoutes(app, deps);
   registerAdminPhotoRoutes(app, deps);
   registerAdminStageRoutes(app, deps);
   registerDashboardRoutes(app, deps);
   registerMetricsRoute(app, deps);
+  const { subscriber } = deps;
+  if (subscriber) await registerResumableRoutes(app, { ...deps, subscriber });
   return app;
 }

@@ -32,6 +32,8 @@ const REASONS: Record<string, PublicReason> = {
   corrupt_image: { text: 'the image data is corrupt or truncated' },
   unsupported_image: { text: 'the file is not an image format that can be processed' },
   empty_file: { text: 'the upload is empty' },
+  // Refused at upload (the API answers 422; listed so that every code has a public text).
+  checksum_mismatch: { text: 'the upload did not match the checksum it declared' },
   heic_thread_failed: { text: 'the HEIC decoder failed on this image' },
   worker_crashed: { text: 'processing this image repeatedly stopped the worker, so it was given up' },
   blob_missing: { text: 'the uploaded bytes are gone (lost by a storage restart, or kept past the retention of failed photos); upload the photo again' },

@@ -7,6 +7,9 @@ import { photoRepos } from '../db/photos/index.js';
 import { ApiKeyRepo } from '../db/api-key-repo.js';
 import { FrameRepo } from '../db/frame-repo.js';
 import { PlaceRepo } from '../db/places/place-repo.js';
+import { WebhookRepo } from '../db/webhook-repo.js';
+import { WebhookDeliveryRepo } from '../db/webhook-delivery-repo.js';
+import { createRedis } from '../shared/redis.js';
 import { LoadShedder } from './load-shedder.js';
 import { TenantLoad } from '../pipeline/tenant-load.js';
 import { QueueStats } from '../observability/queue-stats.js';
@@ -25,6 +28,9 @@ export async function runApi(config: Config): Promise<void> {
   const shedder = new LoadShedder(config, redis, broker, log);
   const queues = new QueueStats(broker, { managementUrl: config.RABBITMQ_MANAGEMENT_URL, amqpUrl: config.AMQP_URL, prefix: config.AMQP_PREFIX, log });
   res.releasers.add('load-shedder', async () => shedder.stop());
+  // Resumable uploads' shared lock listens for release requests on a connection of its own.
+  const subscriber = createRedis(config, log, 'photopipe-api-subscriber');
+  res.releasers.add('redis-subscriber', async () => void (await subscriber.quit().catch(() => subscriber.disconnect())));
 
   const app = await buildApp({
     config,
@@ -44,6 +50,9 @@ export async function runApi(config: Config): Promise<void> {
     shedder,
     tenantLoad: new TenantLoad(config, redis, photos.intake),
     dlq: dlqServiceFor(res, photos.stages),
+    webhooks: new WebhookRepo(db),
+    deliveries: new WebhookDeliveryRepo(db),
+    subscriber,
   });
   res.releasers.add('http', async () => {
     // In-flight uploads get the grace period to finish; after it, whatever still holds a

@@ -8,7 +8,7 @@ import { CONTENT_TYPES, SNIFF_BYTES, sniffImageFormat, type ImageFormat } from '
 import type { Broker } from '../queues/broker.js';
 import type { StageMessage } from '../queues/messages.js';
 import type { PhotoIntakeRepo } from '../db/photos/photo-intake-repo.js';
-import type { PhotoLane } from '../db/photos/photo-row.js';
+import { isUniqueViolation, type PhotoLane } from '../db/photos/photo-row.js';
 import { PIPELINE } from './photo-pipeline.js';
 
 export interface AcceptDeps {
@@ -32,6 +32,14 @@ export interface AcceptRequest {
   lane?: PhotoLane;
   /** Follows the photo through every log line (the API's request id, echoed as X-Correlation-Id). */
   correlationId?: string;
+  /**
+   * The bytes' SHA-256 (lower-case hex), when the caller verified it (acceptCheckedPhoto): recorded
+   * with the row, so a second photo of the same content is refused by the unique index
+   * (ContentOwnedError) instead of becoming a duplicate later.
+   */
+  sha256?: string;
+  /** Where this photo's final event goes instead of the tenant's webhook (checked by the caller). */
+  notifyUrl?: string;
 }
 
 export interface AcceptedPhoto {
@@ -43,7 +51,18 @@ export interface AcceptedPhoto {
 }
 
 /** Why a photo was refused: the caller's input, so retrying the same input cannot help. */
-export type RejectionCode = 'empty_body' | 'unsupported_media_type' | 'payload_too_large' | 'invalid_data';
+export type RejectionCode = 'empty_body' | 'unsupported_media_type' | 'payload_too_large' | 'invalid_data' | 'checksum_mismatch';
+
+/**
+ * A photo with the same SHA-256 holds this content for the tenant already (the request carried a
+ * verified sha256): nothing was stored. Not a failure: acceptCheckedPhoto answers with that photo.
+ */
+export class ContentOwnedError extends Error {
+  override readonly name = 'ContentOwnedError';
+  constructor(readonly sha256: string) {
+    super(`content ${sha256} is held by another photo of the tenant`);
+  }
+}
 
 export const SUPPORTED_FORMATS_TEXT = 'JPEG, PNG, WebP, TIFF, GIF, AVIF, HEIC/HEIF';
 
@@ -70,11 +89,22 @@ export async function acceptPhoto(deps: AcceptDeps, req: AcceptRequest): Promise
   // and a failure of either undoes the other, so a 202 still means stored, recorded and queued.
   const [stored, recorded] = await Promise.allSettled([
     deps.blobs.put(id, 'raw', req.bytes),
-    deps.intake.insertQueued({ id, tenantId: req.tenantId, originalName: req.filename, contentType: CONTENT_TYPES[format], bytes: req.bytes.length, format, lane }),
+    deps.intake.insertQueued({
+      id,
+      tenantId: req.tenantId,
+      originalName: req.filename,
+      contentType: CONTENT_TYPES[format],
+      bytes: req.bytes.length,
+      format,
+      lane,
+      ...(req.sha256 === undefined ? {} : { sha256: req.sha256 }),
+      ...(req.notifyUrl === undefined ? {} : { notifyUrl: req.notifyUrl }),
+    }),
   ]);
   if (stored.status === 'rejected' || recorded.status === 'rejected') {
     if (stored.status === 'fulfilled') await deps.blobs.delete(id, ['raw']).catch(() => {});
     if (recorded.status === 'fulfilled') await deps.intake.deleteQueued(id).catch(() => {});
+    if (recorded.status === 'rejected' && req.sha256 !== undefined && isUniqueViolation(recorded.reason)) throw new ContentOwnedError(req.sha256);
     if (stored.status === 'rejected') {
       deps.log.warn({ err: (stored.reason as Error).message }, 'redis unavailable for a new photo');
       throw new UnavailableError('redis_unavailable', 'storage for uploads is unavailable, try again shortly', 5, { cause: stored.reason });

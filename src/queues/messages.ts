@@ -82,3 +82,13 @@ export const photoFinalEventSchema = z.object({
   at: z.string(),
 });
 export type PhotoFinalEvent = z.infer<typeof photoFinalEventSchema>;
+
+/**
+ * The webhook role's own messages, on routing key `webhook` (and through the delay queues): a
+ * delivery to attempt when it is due, or an event whose handling failed and waits to be tried again.
+ */
+export const webhookWorkSchema = z.discriminatedUnion('type', [
+  z.object({ v: z.literal(1), type: z.literal('webhook.delivery'), deliveryId: z.uuid() }),
+  z.object({ v: z.literal(1), type: z.literal('webhook.event'), event: photoFinalEventSchema }),
+]);
+export type WebhookWork = z.infer<typeof webhookWorkSchema>;

@@ -51,7 +51,11 @@ export interface ServiceQueue {
  * Service queues of every role that is not a stage. Roles add theirs here (one entry each), so
  * that every process declares them.
  */
-export const SERVICE_QUEUES: ServiceQueue[] = [];
+export const SERVICE_QUEUES: ServiceQueue[] = [
+  // Webhook delivery (src/workers/webhook): every photo.final event, and its own deliveries and
+  // retries on routing key `webhook` (back from the delay queues through the work exchange).
+  { name: 'webhook', workKeys: ['webhook'], eventKeys: ['photo.final.*'] },
+];
 
 export interface Topology {
   workExchange: string;

@@ -146,6 +146,27 @@ export const envSchema = z.object({
   /** Largest width and height of a tenant's frame PNG (4096 = at most 16.8 MP, decoded in full when it is uploaded). */
   FRAME_MAX_SIDE_PX: intFromEnv(16, 16_384).default(4_096),
 
+  /** Resumable (tus) uploads: an unfinished upload expires this long after its last received bytes, and Redis frees them. */
+  RESUMABLE_UPLOAD_TTL_SECONDS: intFromEnv(1, 7 * 24 * 3_600).default(24 * 3_600),
+  /** Resumable uploads: the shared lock's lease; a process that died holding an upload blocks its resume for at most this long. */
+  RESUMABLE_LOCK_LEASE_MS: intFromEnv(300, 600_000).default(10_000),
+
+  /**
+   * Outbound requests to URLs users give us (webhooks, batch URL fetching) may reach loopback
+   * addresses (127/8, ::1). For tests and a sidecar on the same host only; private, link-local and
+   * metadata addresses stay refused.
+   */
+  FETCH_ALLOW_LOOPBACK: boolFromEnv.default(false),
+
+  /** Webhook delivery: the wait before each retry of a failed delivery, one retry per value, then it is given up (default: 9 retries over about 23.6 h). */
+  WEBHOOK_RETRY_DELAYS_MS: msList.default([10_000, 60_000, 300_000, 1_800_000, 3_600_000, 7_200_000, 14_400_000, 28_800_000, 28_800_000]),
+  /** One delivery attempt's time limit (connect, answer and body). */
+  WEBHOOK_TIMEOUT_MS: intFromEnv(100, 120_000).default(10_000),
+  /** Deliveries a webhook process runs at once (its prefetch). */
+  WEBHOOK_CONCURRENCY: intFromEnv(1, 1_000).default(32),
+  /** Deliveries to one receiver (tenant and origin) a webhook process runs at once (twice this per tenant); more wait in the delay queues, holding no slot. */
+  WEBHOOK_MAX_IN_FLIGHT_PER_RECEIVER: intFromEnv(1, 1_000).default(4),
+
   RETRY_DELAYS_MS: msList.default([1_000, 5_000, 30_000, 120_000, 600_000]),
   RETRY_JITTER: z.coerce.number().min(0).max(0.9).default(0.2),
   MAX_ATTEMPTS: intFromEnv(1, 100).default(6),

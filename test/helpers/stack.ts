@@ -212,6 +212,18 @@ export class Stack {
     return this.api;
   }
 
+  /**
+   * Another API process of this stack on a port of its own (same database, Redis prefix, queues and
+   * S3), for tests where a client moves between processes. Resolves once it is ready.
+   */
+  async startAnotherApi(extraEnv: Record<string, string> = {}): Promise<{ proc: Proc; url: string }> {
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const proc = this.spawnCli(`api-${port}`, ['api'], { ...extraEnv, PORT: String(port) });
+    await waitFor(`API on ${port} /readyz`, async () => (await fetch(`${url}/readyz`).catch(() => null))?.ok, 30_000);
+    return { proc, url };
+  }
+
   /** Starts worker consumers for roles in one process; resolves once each role's queue has a consumer. */
   /** Starts worker roles in one process; resolves once each stage role's queue has a consumer (service roles: each of its queues). */
   async startWorkers(roles: string[], extraEnv: Record<string, string> = {}, args: string[] = []): Promise<Proc> {

@@ -6,6 +6,7 @@ import { parse } from 'yaml';
 import { envSchema, loadConfig } from '../../src/shared/config.js';
 import { PIPELINE } from '../../src/pipeline/photo-pipeline.js';
 import { buildTopology } from '../../src/queues/topology.js';
+import { SERVICE_ROLE_NAMES } from '../../src/workers/service-roles.js';
 
 /**
  * docker-compose.yml and what it mounts (infra/compose, infra/prometheus, infra/grafana,
@@ -101,18 +102,19 @@ describe('docker-compose.yml', () => {
     assert.ok(appServices.some(([, s]) => s.build), 'one photopipe service builds photopipe:local');
   });
 
-  it('runs one container per role: api, migrate, reconciler and a worker for every pipeline stage', () => {
+  it('runs one container per role: api, migrate, reconciler and a worker for every pipeline stage and service role', () => {
     const commands = new Map(appServices.map(([name, s]) => [name, asArray(s.command)]));
     assert.deepEqual(commands.get('api'), ['api']);
     assert.deepEqual(commands.get('migrate'), ['migrate']);
     assert.deepEqual(commands.get('reconciler'), ['reconciler']);
-    for (const stage of STAGES) assert.deepEqual(commands.get(`worker-${stage}`), ['worker', '--role', stage], `worker-${stage}`);
+    const roles = [...STAGES, ...SERVICE_ROLE_NAMES];
+    for (const role of roles) assert.deepEqual(commands.get(`worker-${role}`), ['worker', '--role', role], `worker-${role}`);
     for (const [name, cmd] of commands) {
       assert.ok(['api', 'migrate', 'reconciler', 'worker'].includes(cmd[0]!), `${name}: unknown role ${cmd[0]}`);
       if (cmd[0] === 'worker') {
         assert.equal(cmd[1], '--role', name);
-        for (const role of cmd[2]!.split(',')) assert.ok(STAGES.includes(role), `${name}: ${role} is not a stage of PIPELINE`);
-        assert.equal(name, `worker-${cmd[2]}`, 'worker services are named worker-<stage>');
+        for (const role of cmd[2]!.split(',')) assert.ok(roles.includes(role), `${name}: ${role} is neither a stage of PIPELINE nor a service role`);
+        assert.equal(name, `worker-${cmd[2]}`, 'worker services are named worker-<role>');
       }
     }
   });

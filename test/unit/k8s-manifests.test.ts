@@ -12,7 +12,8 @@ import { envSchema, loadConfig } from '../../src/shared/config.js';
 import { PIPELINE } from '../../src/pipeline/photo-pipeline.js';
 import { buildTopology } from '../../src/queues/topology.js';
 import { GENERATED, K8S_DIR } from '../../infra/k8s/generate.js';
-import { STAGE_ROLES } from '../../infra/k8s/roles.js';
+import { OTHER_ROLES, STAGE_ROLES } from '../../infra/k8s/roles.js';
+import { SERVICE_ROLE_NAMES } from '../../src/workers/service-roles.js';
 
 /**
  * infra/k8s, validated without a cluster: each overlay is rendered the way `kubectl apply -k`
@@ -252,16 +253,20 @@ for (const overlay of ['base', ...OVERLAYS]) {
       assert.equal(new Set(names).size, names.length, 'duplicate objects');
     });
 
-    it('runs real roles: api, reconciler, migrate, and worker --role <stage> for every stage of PIPELINE', () => {
+    it('runs real roles: api, reconciler, migrate, and worker --role <role> for every stage of PIPELINE and every service role', () => {
       for (const o of objects) {
         for (const c of containersOf(o).filter(isPhotopipe)) {
           const [role, flag, stages] = c.args ?? [];
           assert.ok(['api', 'worker', 'reconciler', 'migrate'].includes(role!), `${o.metadata.name}: unknown role ${role}`);
           if (role === 'worker') {
             assert.equal(flag, '--role');
-            for (const s of stages!.split(',')) assert.ok(STAGES.includes(s), `${o.metadata.name}: ${s} is not a stage`);
+            for (const s of stages!.split(',')) assert.ok(STAGES.includes(s) || SERVICE_ROLE_NAMES.includes(s), `${o.metadata.name}: ${s} is neither a stage nor a service role`);
           }
         }
+      }
+      for (const role of SERVICE_ROLE_NAMES) {
+        assert.deepEqual(containersOf(find(objects, 'Deployment', `photopipe-worker-${role}`))[0]!.args, ['worker', '--role', role], `service role ${role}`);
+        assert.ok(OTHER_ROLES.some((r) => r.name === `worker-${role}`), `infra/k8s/roles.ts: OTHER_ROLES has no worker-${role}`);
       }
       assert.deepEqual(containersOf(find(objects, 'Deployment', 'photopipe-api'))[0]!.args, ['api']);
       assert.deepEqual(containersOf(find(objects, 'Deployment', 'photopipe-reconciler'))[0]!.args, ['reconciler']);
@@ -292,7 +297,7 @@ for (const overlay of ['base', ...OVERLAYS]) {
       const pdb = find(objects, 'PodDisruptionBudget', 'photopipe-api');
       assert.deepEqual((pdb.spec as { selector: { matchLabels: unknown } }).selector.matchLabels, selector);
 
-      for (const name of [...STAGES.map((s) => `photopipe-worker-${s}`), 'photopipe-reconciler']) {
+      for (const name of [...STAGES.map((s) => `photopipe-worker-${s}`), ...SERVICE_ROLE_NAMES.map((r) => `photopipe-worker-${r}`), 'photopipe-reconciler']) {
         const c = containersOf(find(objects, 'Deployment', name))[0]!;
         const env = environmentOf(objects, c);
         const metricsPort = Number(env.METRICS_PORT ?? 9464);

@@ -1,9 +1,31 @@
 import type { Db } from '../../shared/db.js';
-import { isUniqueViolation, OWNS_CONTENT, type FileInfo, type PhotoRef } from './photo-row.js';
+import { isUniqueViolation, OWNS_CONTENT, type FileInfo, type PhotoRef, type PhotoStatus } from './photo-row.js';
+
+/** The photo that holds a tenant's content: never a duplicate and never failed (OWNS_CONTENT). */
+export interface ContentOwner {
+  id: string;
+  sha256: string;
+  status: Exclude<PhotoStatus, 'duplicate' | 'failed'>;
+}
 
 /** Exact-duplicate detection: which photo owns a tenant's content (its SHA-256). */
 export class ContentClaimRepo {
   constructor(private readonly db: Db) {}
+
+  /**
+   * The photos that hold these contents for the tenant, by SHA-256 (lower-case hex). Read through
+   * photos_tenant_sha256_unique, whose predicate the query repeats. Photos uploaded without a
+   * checksum are found once ingest has hashed them; checked uploads from the moment they are accepted.
+   */
+  async owners(tenantId: string, sha256s: readonly string[]): Promise<Map<string, ContentOwner>> {
+    if (sha256s.length === 0) return new Map();
+    const { rows } = await this.db.query<ContentOwner>(
+      `SELECT p.id, p.sha256, p.status FROM photos p
+       WHERE p.tenant_id = $1 AND p.sha256 = ANY($2::text[]) AND p.sha256 IS NOT NULL AND ${OWNS_CONTENT}`,
+      [tenantId, [...new Set(sha256s)]],
+    );
+    return new Map(rows.map((r) => [r.sha256, r]));
+  }
 
   /**
    * Records the content hash. The partial unique index on (tenant, sha256) makes concurrent

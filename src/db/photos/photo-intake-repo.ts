@@ -10,6 +10,8 @@ export interface NewPhoto {
   bytes: number;
   format: string;
   lane?: PhotoLane;
+  sha256?: string;
+  notifyUrl?: string;
 }
 
 interface Pending {
@@ -64,15 +66,31 @@ export class PhotoIntakeRepo {
     );
   }
 
-  /** The original name is the client's: stored as text Postgres takes, whichever entry point cleaned it (or not). */
+  /**
+   * The original name is the client's: stored as text Postgres takes, whichever entry point cleaned
+   * it (or not). A SHA-256 the caller verified is recorded at once, so the unique index on content
+   * refuses (23505) a second photo of the same bytes while this one holds them; ingest's claim then
+   * finds its own hash already in place. (A refused row fails its batch; each row is then retried
+   * alone, so only the refused one sees the error.)
+   */
   private async insertMany(photos: NewPhoto[]): Promise<void> {
     const params: unknown[] = [];
     const values = photos.map((p) => {
-      params.push(p.id, p.tenantId, p.originalName === null ? null : dbText(p.originalName), p.contentType, p.bytes, p.format, p.lane ?? 'interactive');
+      params.push(
+        p.id,
+        p.tenantId,
+        p.originalName === null ? null : dbText(p.originalName),
+        p.contentType,
+        p.bytes,
+        p.format,
+        p.lane ?? 'interactive',
+        p.sha256 ?? null,
+        p.notifyUrl ?? null,
+      );
       const n = params.length;
-      return `($${n - 6}::uuid, $${n - 5}, 'queued', $${n - 4}, $${n - 3}, jsonb_build_object('bytes', $${n - 2}::int, 'format', $${n - 1}::text), $${n})`;
+      return `($${n - 8}::uuid, $${n - 7}, 'queued', $${n - 6}, $${n - 5}, jsonb_build_object('bytes', $${n - 4}::int, 'format', $${n - 3}::text), $${n - 2}, $${n - 1}, $${n})`;
     });
-    await this.db.query(`INSERT INTO photos (id, tenant_id, status, original_name, content_type, file, lane) VALUES ${values.join(', ')}`, params);
+    await this.db.query(`INSERT INTO photos (id, tenant_id, status, original_name, content_type, file, lane, sha256, notify_url) VALUES ${values.join(', ')}`, params);
   }
 
   /** Undoes an accepted-but-not-published photo so nothing is left half-done. */

@@ -20,6 +20,12 @@ export class PhotoReadRepo {
     return rows[0] ? toPhotoRow(rows[0]) : null;
   }
 
+  /** The URL the photo's upload named for its final event (notifyUrl), or null. */
+  async notifyUrl(tenantId: string, id: string): Promise<string | null> {
+    const { rows } = await this.db.query<{ notify_url: string | null }>(`SELECT notify_url FROM photos WHERE id = $1 AND tenant_id = $2`, [id, tenantId]);
+    return rows[0]?.notify_url ?? null;
+  }
+
   /** Newest first, keyset-paginated on (created_at, id); the last row's position is positionOf() text. */
   async list(tenantId: string, opts: { status?: PhotoStatus; limit: number; before?: ListPosition }): Promise<{ items: PhotoRow[]; next: ListPosition | null }> {
     const params: unknown[] = [tenantId];

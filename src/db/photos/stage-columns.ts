@@ -27,7 +27,7 @@ export const bigint = (v: number | string | null | undefined): ColumnValue => ({
 export const uuid = (v: string | null | undefined): ColumnValue => ({ value: v ?? null, type: 'uuid' });
 
 /** Columns the stage state machine owns: a stage never writes them itself. */
-const RESERVED = new Set(['id', 'tenant_id', 'status', 'stages', 'error', 'stage_errors', 'lane', 'blobs_parked_at', 'blobs_dropped_at', 'created_at', 'updated_at', 'progressed_at', 'completed_at', 'duplicate_of', 'sha256']);
+const RESERVED = new Set(['id', 'tenant_id', 'status', 'stages', 'error', 'stage_errors', 'lane', 'blobs_parked_at', 'blobs_dropped_at', 'created_at', 'updated_at', 'progressed_at', 'completed_at', 'duplicate_of', 'sha256', 'notify_url']);
 
 /** `col = $n::type` assignments for a statement whose parameters so far are `params` (appended to). */
 export function assignments(columns: StageColumns | undefined, params: unknown[]): string[] {

@@ -1,16 +1,10 @@
-import { webcrypto } from 'node:crypto';
 import { PermanentError } from '../../shared/errors.js';
 import { remainingMs } from '../../queues/stage-consumer.js';
 import { sniffImageFormat } from '../../imaging/sniff.js';
 import { encodeWorkingCopy, readImageInfo } from '../../imaging/render.js';
 import { decodeHeic } from '../../imaging/heic.js';
+import { sha256Hex } from '../../shared/sha256.js';
 import { defineStage } from '../stage-module.js';
-
-/** SHA-256 off the event loop (WebCrypto runs it on the libuv thread pool). */
-async function sha256Hex(bytes: Buffer): Promise<string> {
-  const digest = await webcrypto.subtle.digest('SHA-256', bytes);
-  return Buffer.from(digest).toString('hex');
-}
 
 /**
  * ingest: hash, dedupe against Postgres, file info. HEVC-coded HEIC is decoded here once into a
