@@ -90,6 +90,16 @@ export const STAGE_ROLES: Record<string, StageRole> = {
     scaling: { minReplicaCount: 1, maxReplicaCount: 6, interactive: { value: 100, activationValue: 0 }, bulk: { value: 3000, activationValue: 20 } },
     why: 'I/O-bound (three S3 PUTs), 15.2 CPU ms per photo: 49 photos/s at 750m (8 slots / ~0.1 s = 80 would need more CPU); 2 s = 98',
   },
+  convert: {
+    resources: res('1', '2', '256Mi', '1Gi'),
+    scaling: { minReplicaCount: 1, maxReplicaCount: 8, interactive: { value: 50, activationValue: 0 }, bulk: { value: 1500, activationValue: 20 } },
+    why: 'batch photos only (bulk lane), CPU-bound like frame (one decode and one encode per photo, measured in npm run bench): about one replica per core; 60 s of bulk work per replica',
+  },
+  store: {
+    resources: res('500m', '1500m', '256Mi', '768Mi'),
+    scaling: { minReplicaCount: 1, maxReplicaCount: 6, interactive: { value: 100, activationValue: 0 }, bulk: { value: 3000, activationValue: 20 } },
+    why: 'batch photos only: one public S3 PUT per photo, I/O-bound like upload (a third of its work); 8 slots',
+  },
 };
 
 export const OTHER_ROLES: OtherRole[] = [

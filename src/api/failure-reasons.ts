@@ -26,7 +26,7 @@ const REASONS: Record<string, PublicReason> = {
     text: 'the image has more pixels than the limit',
     keep: [
       new RegExp(String.raw`^image is \d{1,6}x\d{1,6} \(${MP}\), above the ${MP} limit$`),
-      new RegExp(String.raw`^image is above the ${MP} pixel limit \((frame|thumbnail|working copy|header)\)$`),
+      new RegExp(String.raw`^image is above the ${MP} pixel limit \((frame|thumbnail|working copy|header|convert)\)$`),
     ],
   },
   corrupt_image: { text: 'the image data is corrupt or truncated' },

@@ -1,5 +1,5 @@
 import type { Db } from '../../shared/db.js';
-import { isUniqueViolation, OWNS_CONTENT, type FileInfo, type PhotoRef } from './photo-row.js';
+import { isUniqueViolation, OWNS_CONTENT, SAME_SCOPE, type FileInfo, type PhotoRef } from './photo-row.js';
 
 /** Exact-duplicate detection: which photo owns a tenant's content (its SHA-256). */
 export class ContentClaimRepo {
@@ -29,7 +29,7 @@ export class ContentClaimRepo {
     const { rows } = await this.db.query<{ winner: string }>(
       `WITH winner AS (
          SELECT p.id FROM photos p, photos me
-         WHERE me.id = $1 AND p.tenant_id = me.tenant_id AND p.sha256 = $2 AND p.id <> $1 AND ${OWNS_CONTENT})
+         WHERE me.id = $1 AND ${SAME_SCOPE} AND p.sha256 = $2 AND p.id <> $1 AND ${OWNS_CONTENT})
        UPDATE photos SET sha256 = $2, duplicate_of = winner.id, status = 'duplicate', file = $3::jsonb,
          stages = '{"ingest":"done"}'::jsonb, completed_at = now(), updated_at = now(), progressed_at = now()
        FROM winner WHERE photos.id = $1 AND photos.tenant_id = $4
