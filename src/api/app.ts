@@ -13,6 +13,7 @@ import { registerFrameRoutes } from './routes/frame.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerAdminDlqRoutes } from './routes/admin-dlq.js';
 import { registerPlaceRoutes } from './routes/places.js';
+import { registerBatchRoutes } from './routes/batches.js';
 
 /**
  * Body limit of every route that does not name its own: only the upload (UPLOAD_MAX_BYTES), the
@@ -187,6 +188,7 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   registerPhotoRoutes(app, deps);
   registerFrameRoutes(app, deps);
   registerPlaceRoutes(app, deps);
+  registerBatchRoutes(app, deps);
   registerAdminDlqRoutes(app, deps);
   return app;
 }

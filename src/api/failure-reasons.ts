@@ -73,6 +73,14 @@ const REASONS: Record<string, PublicReason> = {
   connect_failed: { text: `${DOWNLOAD}: its server could not be reached` },
   dns_failed: { text: `${DOWNLOAD}: its host name did not resolve` },
   http_status: { text: `${DOWNLOAD}: its server answered with an error` },
+  download_failed: { text: DOWNLOAD },
+
+  // Batch ingestion: the customer's batch API.
+  batch_job_failed: { text: 'the batch API reported that the job handling this image failed' },
+  batch_api_refused: { text: 'the batch API refused the call' },
+  batch_api_unavailable: { text: 'the batch API did not answer the call, after every attempt' },
+  bad_answer: { text: 'the batch API answered outside the contract' },
+  no_output: { text: INTERNAL },
 };
 
 /** Reasons written without a code, in our own words (a photo still failed in another stage after a replay). */

@@ -5,7 +5,7 @@ import type { ServiceRole } from './service-role.js';
  * <name>`, one process each under `npm start`, a Deployment each on Kubernetes). Their code is
  * src/workers/<name>/<name>-role.ts (default export).
  */
-export const SERVICE_ROLE_NAMES: readonly string[] = [];
+export const SERVICE_ROLE_NAMES: readonly string[] = ['batch-download', 'batch-dispatch'];
 
 export async function loadServiceRole(name: string): Promise<ServiceRole> {
   const path = `./${name}/${name}-role.js`;
