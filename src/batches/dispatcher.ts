@@ -55,13 +55,18 @@ export class Dispatcher {
       await this.feed(tenantId, batches);
     }
     let open = await repo.openCall(tenantId);
-    // A call that closes in this pass lets the next one start in the same pass.
-    for (let guard = 0; guard < 3; guard++) {
+    // A call that closes in this pass lets the next one start in the same pass. A call is moved on
+    // at most once per pass: one that stays open (not due, or held by another dispatcher now) waits.
+    const seen = new Set<string>();
+    for (let guard = 0; guard < 4; guard++) {
       if (open) {
+        const key = `${open.batchId}.${open.seq}`;
+        if (seen.has(key)) break;
+        seen.add(key);
         open = await this.advance(open);
         if (open) break;
       }
-      open = await this.startNext(tenantId);
+      open = await this.startNext(tenantId, seen);
       if (!open) break;
     }
     if (batches.length > 0) {
@@ -102,7 +107,7 @@ export class Dispatcher {
   }
 
   /** Starts the customer's next call if a running batch is due one; returns the open call, or null. */
-  private async startNext(tenantId: string): Promise<CallRow | null> {
+  private async startNext(tenantId: string, seen: Set<string>): Promise<CallRow | null> {
     const { repo } = this.d;
     for (const p of await repo.plans(tenantId)) {
       if (!shouldStartCall({ ready: p.ready, moreToCome: p.moreToCome, callsSoFar: p.calls, minBatchSize: p.minBatchSize })) continue;
@@ -114,6 +119,7 @@ export class Dispatcher {
       });
       if (!call) return repo.openCall(tenantId); // another pass opened one meanwhile
       this.d.log.info({ tenantId, batchId: call.batchId, seq: call.seq, size: call.size }, 'batch API call opened');
+      seen.add(`${call.batchId}.${call.seq}`);
       return this.advance(call);
     }
     return null;

@@ -34,6 +34,8 @@ export class FakeBatchApi {
   /** Start requests to answer 503 before accepting (per customer), to exercise retries. */
   failStarts = new Map<string, number>();
   callbackFailures: string[] = [];
+  /** Delay before answering a start (the job is recorded at once): a caller that pauses mid-call. */
+  startAnswerDelayMs = 0;
   url = '';
 
   constructor(private readonly opts: { baseMs: number; perUrlMs: number }) {}
@@ -66,6 +68,7 @@ export class FakeBatchApi {
       if (seen) {
         seen.starts += 1;
         if (JSON.stringify(seen.urls) !== JSON.stringify(body.urls)) this.violations.push(`${customer}: key ${key} re-sent with other URLs`);
+        await new Promise((r) => setTimeout(r, this.startAnswerDelayMs));
         return json(res, 200, { jobId: seen.id });
       }
       const failLeft = this.failStarts.get(customer) ?? 0;
@@ -93,6 +96,7 @@ export class FakeBatchApi {
       this.jobs.push(job);
       this.byKey.set(`${customer}|${key}`, job);
       setTimeout(() => void this.finish(job), job.doneAt - now);
+      await new Promise((r) => setTimeout(r, this.startAnswerDelayMs));
       return json(res, 202, { jobId: job.id });
     }
     const m = /^\/jobs\/([^/]+)$/.exec(path);
