@@ -220,6 +220,8 @@ export const envSchema = z.object({
   BATCH_POLL_INTERVAL_MS: intFromEnv(50).default(2_000),
   /** Attempts to start one call on retryable failures (5xx, timeouts) before the batch fails. */
   BATCH_CALL_MAX_ATTEMPTS: intFromEnv(1, 1_000).default(10),
+  /** Niceness (0-19) a worker process takes when it runs batch-only roles (convert, store, batch-download, batch-dispatch); 0 = unchanged. */
+  BULK_ROLE_NICE: intFromEnv(0, 19).default(10),
   /** Every dispatcher asks for a pass over every customer with a running batch this often (heals lost wake-ups). */
   BATCH_SWEEP_INTERVAL_MS: intFromEnv(100).default(5_000),
 
