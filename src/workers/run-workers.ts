@@ -110,7 +110,7 @@ export async function runWorkers(config: Config, roles: string[], opts: { prefet
  * started later, libuv's pool and libvips' workers, inherit it from the thread that starts them).
  */
 function lowerPriority(nice: number, log: ReturnType<typeof createLogger>): void {
-  let threads: string[] = [];
+  let threads: string[];
   try {
     threads = readdirSync('/proc/self/task');
   } catch {
