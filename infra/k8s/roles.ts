@@ -111,4 +111,23 @@ export const OTHER_ROLES: OtherRole[] = [
     resources: res('50m', '500m', '128Mi', '512Mi'),
     why: 'one pass a minute over the stale photos; a Redis lock keeps one pass at a time, so one replica',
   },
+  {
+    name: 'worker-batch-download',
+    args: ['worker', '--role', 'batch-download'],
+    // Network-bound: BATCH_DOWNLOAD_CONCURRENCY (16) downloads in flight per replica, each up to
+    // UPLOAD_MAX_BYTES in memory until it is in Redis. The dispatcher's window (BATCH_WINDOW per
+    // batch) bounds what there is to download at once, so more replicas only help many batches.
+    replicas: 2,
+    resources: res('250m', '1', '256Mi', '768Mi'),
+    why: 'network-bound downloads, 16 in flight per replica x 25 MiB at most in memory; two replicas so that one can restart without a pause',
+  },
+  {
+    name: 'worker-batch-dispatch',
+    args: ['worker', '--role', 'batch-dispatch'],
+    // A single-active-consumer queue: one replica works, the other stands by and takes over at
+    // once. One call in flight per customer is enforced in Postgres, not by the replica count.
+    replicas: 2,
+    resources: res('100m', '500m', '128Mi', '512Mi'),
+    why: 'HTTP coordination only (a few queries and one call per customer at a time); one active replica and one standby (single active consumer)',
+  },
 ];

@@ -6,6 +6,7 @@ import { parse } from 'yaml';
 import { envSchema, loadConfig } from '../../src/shared/config.js';
 import { PIPELINE } from '../../src/pipeline/photo-pipeline.js';
 import { buildTopology } from '../../src/queues/topology.js';
+import { WORKER_ROLES } from '../../src/workers/roles.js';
 
 /**
  * docker-compose.yml and what it mounts (infra/compose, infra/prometheus, infra/grafana,
@@ -101,18 +102,18 @@ describe('docker-compose.yml', () => {
     assert.ok(appServices.some(([, s]) => s.build), 'one photopipe service builds photopipe:local');
   });
 
-  it('runs one container per role: api, migrate, reconciler and a worker for every pipeline stage', () => {
+  it('runs one container per role: api, migrate, reconciler and a worker for every pipeline stage and service role', () => {
     const commands = new Map(appServices.map(([name, s]) => [name, asArray(s.command)]));
     assert.deepEqual(commands.get('api'), ['api']);
     assert.deepEqual(commands.get('migrate'), ['migrate']);
     assert.deepEqual(commands.get('reconciler'), ['reconciler']);
-    for (const stage of STAGES) assert.deepEqual(commands.get(`worker-${stage}`), ['worker', '--role', stage], `worker-${stage}`);
+    for (const role of WORKER_ROLES) assert.deepEqual(commands.get(`worker-${role}`), ['worker', '--role', role], `worker-${role}`);
     for (const [name, cmd] of commands) {
       assert.ok(['api', 'migrate', 'reconciler', 'worker'].includes(cmd[0]!), `${name}: unknown role ${cmd[0]}`);
       if (cmd[0] === 'worker') {
         assert.equal(cmd[1], '--role', name);
-        for (const role of cmd[2]!.split(',')) assert.ok(STAGES.includes(role), `${name}: ${role} is not a stage of PIPELINE`);
-        assert.equal(name, `worker-${cmd[2]}`, 'worker services are named worker-<stage>');
+        for (const role of cmd[2]!.split(',')) assert.ok(WORKER_ROLES.includes(role), `${name}: ${role} is not a worker role`);
+        assert.equal(name, `worker-${cmd[2]}`, 'worker services are named worker-<role>');
       }
     }
   });
@@ -242,6 +243,7 @@ describe('S3 (SeaweedFS) in compose', () => {
     const anon = byName.get('anonymous')!;
     assert.ok(allows(anon, 'Read', 'photopipe/acme/0b7c/framed.jpg'));
     assert.ok(allows(anon, 'Read', 'photopipe/acme/0b7c/thumbnail.jpg'));
+    for (const ext of ['jpg', 'webp', 'png', 'avif']) assert.ok(allows(anon, 'Read', `photopipe/acme/0b7c/batch.${ext}`), `batch output .${ext}`);
     for (const key of ['acme/0b7c/original.jpg', 'acme/0b7c/original.heic', '_parked/0b7c/raw', '_parked/0b7c/framed', '_parked/0b7c/thumbnail', 'acme/0b7c/framed.jpg.bak']) {
       assert.ok(!allows(anon, 'Read', `photopipe/${key}`), key);
     }
