@@ -4,7 +4,6 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { envSchema, loadConfig } from '../../src/shared/config.js';
-import { PIPELINE } from '../../src/pipeline/photo-pipeline.js';
 import { buildTopology } from '../../src/queues/topology.js';
 import { WORKER_ROLES } from '../../src/workers/roles.js';
 
@@ -38,7 +37,6 @@ const compose = parse(read('docker-compose.yml'), { merge: true }) as { services
 const services = compose.services;
 const PHOTOPIPE_IMAGE = 'photopipe:local';
 const appServices = Object.entries(services).filter(([, s]) => s.image === PHOTOPIPE_IMAGE);
-const STAGES: readonly string[] = PIPELINE.stages;
 const schemaKeys = new Set(Object.keys(envSchema.shape));
 
 /** .env.example as the variables docker compose would read from .env. */
