@@ -83,7 +83,7 @@ export async function runBatchBench(corpus: Corpus, opts: { n: number; log: (s: 
     // Warm-up: every role once, a small batch through everything.
     let pipeline = await pipelineRoles();
     procs.push(...pipeline);
-    let download = await start('download', 'batch-download', 'batch.download');
+    const download = await start('download', 'batch-download', 'batch.download');
     let dispatch = await start('dispatch', 'batch-dispatch', 'batch.dispatch');
     const warm = await post(urlsFor('warm').slice(0, Math.min(50, n)), 'Bearer warm');
     await waitFor('the warm-up batch', async () => (await counts(warm)).status !== 'running', 120_000, 200);
