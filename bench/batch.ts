@@ -1,9 +1,11 @@
+import { cpus } from 'node:os';
 import sharp from 'sharp';
 import { Stack, waitFor, type Proc } from '../test/helpers/stack.js';
 import { distinctJpeg } from '../test/helpers/fixtures.js';
 import { FakeOrigin } from '../test/helpers/fake-origin.js';
 import { FakeBatchApi } from '../test/helpers/fake-batch-api.js';
 import type { Corpus } from './lib/corpus.js';
+import { cpuMs, pidsByComm } from './lib/proc.js';
 
 /**
  * Batch ingestion (issue 17): an N-URL batch against a loopback origin and a fake batch API, with
@@ -24,6 +26,9 @@ export interface BatchBenchResult {
   alone: { downloadSec: number; pipelineSec: number; apiSec: number };
   overlapRatio: number;
   boundBy: 'download' | 'pipeline' | 'batch API';
+  /** CPU seconds per process during the overlapped run, and the machine's cores x wall time. */
+  cpuSeconds: Record<string, number>;
+  coreSeconds: number;
 }
 
 const MIN_BATCH = 100;
@@ -89,11 +94,26 @@ export async function runBatchBench(corpus: Corpus, opts: { n: number; log: (s: 
     await waitFor('the warm-up batch', async () => (await counts(warm)).status !== 'running', 120_000, 200);
     log(`  batch: warm-up done; ${n} URLs of ${(imageMeanBytes / 1e3).toFixed(0)} KB on average`);
 
-    // Overlapped: the design as it runs.
+    // Overlapped: the design as it runs, with the CPU each process spent.
+    const named = () => [
+      ...procs.filter((p) => p.running).map((p) => ({ name: p.name.replace(/-\d+$/, ''), pid: p.pid })),
+      ...(stack.api ? [{ name: 'api', pid: stack.api.pid }] : []),
+      ...(stack.s3Server ? [{ name: 's3rver', pid: stack.s3Server.pid }] : []),
+      { name: 'bench (origin, fake API)', pid: process.pid },
+      ...pidsByComm(['postgres', 'redis-server', 'beam.smp']).map((p) => ({ name: p.comm === 'beam.smp' ? 'rabbitmq' : p.comm === 'redis-server' ? 'redis' : 'postgres', pid: p.pid })),
+    ];
+    const cpuNow = () => {
+      const out = new Map<number, { name: string; ms: number }>();
+      for (const x of named()) out.set(x.pid, { name: x.name, ms: cpuMs(x.pid) ?? 0 });
+      return out;
+    };
+    const cpuBefore = cpuNow();
     const t0 = Date.now();
     const id = await post(urlsFor('run'), 'Bearer run');
     await waitFor('the batch', async () => (await counts(id)).status !== 'running', 600_000, 100);
     const totalSec = (Date.now() - t0) / 1000;
+    const cpuSeconds: Record<string, number> = {};
+    for (const [pid, after] of cpuNow()) cpuSeconds[after.name] = (cpuSeconds[after.name] ?? 0) + Math.max(0, after.ms - (cpuBefore.get(pid)?.ms ?? 0)) / 1000;
     const jobs = api.jobsOf('Bearer run');
     const firstCallSec = (Math.min(...jobs.map((j) => j.createdAt)) - t0) / 1000;
     log(`  batch overlapped: first call after ${firstCallSec.toFixed(1)} s, all ${n} handed over in ${totalSec.toFixed(1)} s (${jobs.length} calls)`);
@@ -134,6 +154,8 @@ export async function runBatchBench(corpus: Corpus, opts: { n: number; log: (s: 
       alone: { downloadSec, pipelineSec, apiSec },
       overlapRatio: totalSec / longest,
       boundBy,
+      cpuSeconds,
+      coreSeconds: totalSec * cpus().length,
     };
   } finally {
     await stack.stop();

@@ -733,5 +733,10 @@ function renderBatch(b: BatchBenchResult | null): string {
     ['batch API alone', `${fmt(b.alone.apiSec, 1)} s`, `everything ready; ${b.api.baseMs} ms + ${b.api.perUrlMs} ms/URL per call`],
     ['overlap ratio: total / longest part alone', fmt(b.overlapRatio), `bound by: ${b.boundBy}`],
   ];
-  return `\n\n(7) batch ingestion, ${b.n} URLs (${(b.imageMeanBytes / 1e3).toFixed(0)} KB JPEGs, one process per role)\n${table(['measurement', 'value', 'detail'], rows)}`;
+  const cpu = Object.entries(b.cpuSeconds).sort((x, y) => y[1] - x[1]);
+  const used = cpu.reduce((n, [, v]) => n + v, 0);
+  return (
+    `\n\n(7) batch ingestion, ${b.n} URLs (${(b.imageMeanBytes / 1e3).toFixed(0)} KB JPEGs, one process per role)\n${table(['measurement', 'value', 'detail'], rows)}` +
+    `\n  CPU during the overlapped run: ${fmt(used, 1)} s of ${fmt(b.coreSeconds, 1)} core-seconds (${cpu.map(([k, v]) => `${k} ${fmt(v, 1)}`).join(', ')})`
+  );
 }

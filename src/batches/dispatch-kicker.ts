@@ -17,7 +17,7 @@ export class DispatchKicker {
   constructor(
     private readonly broker: Broker,
     private readonly log: Logger,
-    private readonly coalesceMs = 100,
+    private readonly coalesceMs = 250,
   ) {}
 
   kick(tenantId: string): void {
