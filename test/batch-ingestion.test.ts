@@ -185,8 +185,17 @@ describe('batch ingestion', () => {
     await procs.convert!.exited;
     procs.convert = await stack.startWorkers(['convert']);
     await waitFor('more calls', async () => (await handedSoFar()) >= 1_600, 240_000, 500);
+    // The dispatcher dies mid-call: the customer has the start (its answer is held back), the call
+    // row is still "starting". Its successor must re-send that start, never open a second call.
+    api.startAnswerDelayMs = 3_000;
+    await waitFor('a start on its way to the customer', async () => {
+      const { rows } = await stack.db.query(`SELECT 1 FROM batch_calls WHERE status = 'starting' AND batch_id = ANY($1::uuid[])`, [ids]);
+      return rows.length > 0;
+    }, 60_000, 20);
+    await new Promise((r) => setTimeout(r, 500));
     procs.dispatch!.kill('SIGKILL');
     await procs.dispatch!.exited;
+    api.startAnswerDelayMs = 0;
     await new Promise((r) => setTimeout(r, 1_000));
     // Two dispatchers from now on: one works, the other stands by; either may take over.
     procs.dispatch = stack.spawnCli('batch-dispatch-2', ['worker', '--role', 'batch-dispatch']);
@@ -242,6 +251,7 @@ describe('batch ingestion', () => {
       }
       console.log(`# customer ${ci === 0 ? 'poll' : 'webhook'}: ${good} handed over in ${jobs.length} calls (first ${jobs[0]!.urls.length}, re-sent starts ${jobs.filter((j) => j.starts > 1).length}), ${fails.size} failures`);
     }
+    assert.ok(api.jobs.some((j) => j.starts >= 2), 'the start cut off by the kill was re-sent with its Idempotency-Key');
     // 404 and 410 are not retried (a kill -9 may repeat one request).
     const notFound = [...origin.hits.entries()].filter(([p]) => p.startsWith('/missing/') || p.startsWith('/gone/'));
     assert.ok(notFound.reduce((n, [, h]) => n + h, 0) <= notFound.length + 4, 'no retries for 404/410');
