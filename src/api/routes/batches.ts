@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { HttpError } from '../../shared/errors.js';
+import { HttpError, ServiceUnavailableError } from '../../shared/errors.js';
 import { BatchRepo } from '../../db/batches/batch-repo.js';
 import { startBatch } from '../../batches/start-batch.js';
 import { BatchInputError } from '../../batches/url-list.js';
@@ -34,6 +34,14 @@ const BEARER = /^Bearer[ \t]+(\S{1,200})[ \t]*$/i;
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
 /**
+ * Batches being created at once by one API process. Creating one holds a database connection in a
+ * transaction while its URLs are checked and written (and a listUrl is read, up to
+ * BATCH_LIST_TIMEOUT_MS): bounded, so that imports can never take the pool that every other
+ * request needs. Past it: 503 with Retry-After.
+ */
+const MAX_CONCURRENT_CREATIONS = 2;
+
+/**
  * Batch ingestion over HTTP: start, read, list and cancel batches (tenant key), and the callback
  * a customer's batch API calls when a call's job is over (webhook mode: no tenant key, an
  * unguessable per-call token instead, checked before any of the body is read).
@@ -44,18 +52,23 @@ export function registerBatchRoutes(app: FastifyInstance, deps: ApiDeps): void {
   const kicker = new DispatchKicker(deps.broker, deps.log);
   const base = config.PUBLIC_BASE_URL;
   const startDeps = { config, db: deps.db, repo, fetch: fetchSetup(config), log: deps.log, kick: (t: string) => kicker.now(t) };
+  let creating = 0;
 
   app.post('/v1/batches', { config: { auth: 'tenant' }, bodyLimit: config.BATCH_BODY_MAX_BYTES }, async (req, reply) => {
     const tenantId = tenantOf(req);
     const header = req.headers['idempotency-key'];
     const key = Array.isArray(header) ? header[0] : header;
     if (key !== undefined && !IDEMPOTENCY_KEY.test(key)) throw new HttpError(400, 'invalid_batch', 'Idempotency-Key: 1-200 printable ASCII characters');
+    if (creating >= MAX_CONCURRENT_CREATIONS) throw new ServiceUnavailableError('other batches are being created, try again shortly', 2);
+    creating += 1;
     let result;
     try {
       result = await startBatch(startDeps, tenantId, req.body, key ?? null);
     } catch (err) {
       if (err instanceof BatchInputError) throw new HttpError(400, err.code, err.message);
       throw err;
+    } finally {
+      creating -= 1;
     }
     const url = batchStatusUrl(base, result.batch.id);
     return reply

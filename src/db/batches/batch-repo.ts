@@ -342,8 +342,11 @@ export class BatchRepo {
 
   // ------------------------------------------------------------------ dispatch
 
+  /** Customers with a running batch or an open call (a cancelled batch's call in flight still needs its polls). */
   async activeTenants(): Promise<string[]> {
-    const { rows } = await this.db.query<{ tenant_id: string }>(`SELECT DISTINCT tenant_id FROM batches WHERE status = 'running'`);
+    const { rows } = await this.db.query<{ tenant_id: string }>(
+      `SELECT tenant_id FROM batches WHERE status = 'running' UNION SELECT tenant_id FROM batch_calls WHERE status IN ('starting', 'running')`,
+    );
     return rows.map((r) => r.tenant_id);
   }
 
