@@ -27,6 +27,7 @@ import { runUploadApi, type ApiResult } from './upload-api.js';
 import { runResumable, type ResumableResult } from './resumable.js';
 import { CPU_BOUND_ROLES, PipelineBench, type BatchResult, type SteadyResult } from './pipeline.js';
 import { BENCH_CPU } from './lib/proc.js';
+import { runBatchBench, type BatchBenchResult } from './batch.js';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 
@@ -36,15 +37,17 @@ const { values: args } = parseArgs({
     n: { type: 'string' },
     out: { type: 'string' },
     skip: { type: 'string', default: '' },
+    'batch-n': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
 if (args.help) {
-  process.stdout.write(`npm run bench [-- --quick] [--n N] [--out FILE] [--skip limit,seed,api,pipeline,resumable]
+  process.stdout.write(`npm run bench [-- --quick] [--n N] [--batch-n N] [--out FILE] [--skip limit,seed,api,pipeline,resumable,batch]
 
   --quick   about one minute: small N, one repetition each (indicative only)
   --n N     photos per pipeline run (default 300, quick 30); the memory run uses 2N
   --out     JSON results file (default bench/results/latest.json)
+  --batch-n URLs in the batch-ingestion run (default 1000, quick 200)
   --skip    leave sections out (for development)
 `);
   process.exit(0);
@@ -176,6 +179,7 @@ async function main(): Promise<void> {
   let api: ApiResult | null = null;
   let pipeline: PipelineResults | null = null;
   let resumable: ResumableResult | null = null;
+  let batch: BatchBenchResult | null = null;
   if (!skip.has('api') || !skip.has('pipeline') || !skip.has('resumable')) {
     log('starting an isolated stack (own database, AMQP prefix, Redis prefix, local S3)');
     const stack = await Stack.start({ api: true, workers: 'none', env: stackEnv });
@@ -221,11 +225,17 @@ async function main(): Promise<void> {
     }
   }
 
-  const results = buildResults({ versions, corpus, limit, seed, api, pipeline, resumable });
+  if (!skip.has('batch')) {
+    const batchN = Number(args['batch-n'] ?? (quick ? 200 : 1_000));
+    log(`(8) batch ingestion: ${batchN} URLs against a loopback origin and a fake batch API (a stack of its own)`);
+    batch = await runBatchBench(corpus, { n: batchN, log });
+  }
+
+  const results = { ...buildResults({ versions, corpus, limit, seed, api, pipeline, resumable }), batch };
   const outFile = resolve(args.out ?? join(BENCH_DIR, 'results', 'latest.json'));
   mkdirSync(dirname(outFile), { recursive: true });
   writeFileSync(outFile, `${JSON.stringify(results, null, 2)}\n`);
-  process.stdout.write(`${render(results)}\n\nJSON: ${outFile}\n`);
+  process.stdout.write(`${render(results)}${renderBatch(batch)}\n\nJSON: ${outFile}\n`);
 }
 
 interface Pair {
@@ -493,7 +503,8 @@ const RSS_BOUND = 1.25;
 
 /** In-flight messages per worker process, as the workers compute it from the same environment. */
 function prefetchOf(stage: StageName): number {
-  return loadConfig({ ...process.env, ...stackEnv, ...workerEnv }).stage(stage).prefetch;
+  // Only the stage settings are read: production's refusal of local defaults does not apply here.
+  return loadConfig({ ...process.env, ...stackEnv, ...workerEnv, NODE_ENV: 'development' }).stage(stage).prefetch;
 }
 
 type Results = ReturnType<typeof buildResults>;
@@ -745,3 +756,21 @@ main().catch((err: unknown) => {
   process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exit(1);
 });
+
+function renderBatch(b: BatchBenchResult | null): string {
+  if (!b) return '';
+  const rows = [
+    ['time to the first call', `${fmt(b.overlapped.firstCallSec, 1)} s`, `minBatchSize ${b.api.minBatchSize}`],
+    ['total (overlapped)', `${fmt(b.overlapped.totalSec, 1)} s`, `${b.overlapped.calls} calls, maxBatchSize ${b.api.maxBatchSize}`],
+    ['downloads alone', `${fmt(b.alone.downloadSec, 1)} s`, 'no pipeline worker, window = the batch'],
+    ['pipeline alone (ingest, convert, store)', `${fmt(b.alone.pipelineSec, 1)} s`, 'downloads already in Redis, no dispatcher'],
+    ['batch API alone', `${fmt(b.alone.apiSec, 1)} s`, `everything ready; ${b.api.baseMs} ms + ${b.api.perUrlMs} ms/URL per call`],
+    ['overlap ratio: total / longest part alone', fmt(b.overlapRatio), `bound by: ${b.boundBy}`],
+  ];
+  const cpu = Object.entries(b.cpuSeconds).sort((x, y) => y[1] - x[1]);
+  const used = cpu.reduce((n, [, v]) => n + v, 0);
+  return (
+    `\n\n(8) batch ingestion, ${b.n} URLs (${(b.imageMeanBytes / 1e3).toFixed(0)} KB JPEGs, one process per role)\n${table(['measurement', 'value', 'detail'], rows)}` +
+    `\n  CPU during the overlapped run: ${fmt(used, 1)} s of ${fmt(b.coreSeconds, 1)} core-seconds (${cpu.map(([k, v]) => `${k} ${fmt(v, 1)}`).join(', ')})`
+  );
+}

@@ -38,7 +38,8 @@ describe('photo repositories (Postgres)', () => {
     const id = randomUUID();
     await insert(id, tenant);
     await repo.claims.claim(r(id), randomUUID().replace(/-/g, '').padEnd(64, '0'), { format: 'jpeg', width: 1, height: 1, bytes: 1 });
-    await repo.stages.completeStage(r(id), 'ingest');
+    // What the runner records for an upload when ingest finishes: the batch stages are skipped.
+    await repo.stages.completeStage(r(id), 'ingest', { skip: ['convert', 'store'] });
     return id;
   }
 
@@ -52,7 +53,7 @@ describe('photo repositories (Postgres)', () => {
         repo.stages.completeStage(r(id), 'exif', { skip: ['geocode'], columns: { exif: jsonb({ make: 'x' }) } }),
       ]);
       const row = await repo.reads.get(id);
-      assert.deepEqual(row?.stages, { ingest: 'done', exif: 'done', geocode: 'skipped', frame: 'done', thumbnail: 'done', upload: 'done' });
+      assert.deepEqual(row?.stages, { ingest: 'done', exif: 'done', geocode: 'skipped', frame: 'done', thumbnail: 'done', upload: 'done', convert: 'skipped', store: 'skipped' });
       assert.equal(row?.status, 'complete');
       assert.equal(results.filter((r) => r?.justCompleted).length, 1, 'exactly one finisher sees the completion');
     }
@@ -185,7 +186,7 @@ describe('photo repositories (Postgres)', () => {
     await repo.variants.upsert(forged, [{ kind: 'framed', s3Key: 'x', url: null, width: 1, height: 1, bytes: 1, contentType: 'image/jpeg' }]);
     const row = await repo.reads.get(id);
     assert.equal(row?.status, 'processing');
-    assert.deepEqual(row?.stages, { ingest: 'done' });
+    assert.deepEqual(row?.stages, { ingest: 'done', convert: 'skipped', store: 'skipped' });
     assert.equal(row?.error, null);
     assert.deepEqual(await repo.variants.forPhoto(id), []);
   });

@@ -90,6 +90,16 @@ export const STAGE_ROLES: Record<string, StageRole> = {
     scaling: { minReplicaCount: 1, maxReplicaCount: 6, interactive: { value: 100, activationValue: 0 }, bulk: { value: 3000, activationValue: 20 } },
     why: 'I/O-bound (three S3 PUTs), 15.2 CPU ms per photo: 49 photos/s at 750m (8 slots / ~0.1 s = 80 would need more CPU); 2 s = 98',
   },
+  convert: {
+    resources: res('1', '2', '256Mi', '1Gi'),
+    scaling: { minReplicaCount: 1, maxReplicaCount: 8, interactive: { value: 50, activationValue: 0 }, bulk: { value: 1500, activationValue: 20 } },
+    why: 'batch photos only (bulk lane), CPU-bound like frame (one decode and one encode per photo, measured in npm run bench): about one replica per core; 60 s of bulk work per replica',
+  },
+  store: {
+    resources: res('500m', '1500m', '256Mi', '768Mi'),
+    scaling: { minReplicaCount: 1, maxReplicaCount: 6, interactive: { value: 100, activationValue: 0 }, bulk: { value: 3000, activationValue: 20 } },
+    why: 'batch photos only: one public S3 PUT per photo, I/O-bound like upload (a third of its work); 8 slots',
+  },
 };
 
 export const OTHER_ROLES: OtherRole[] = [
@@ -109,5 +119,24 @@ export const OTHER_ROLES: OtherRole[] = [
     replicas: 1,
     resources: res('100m', '500m', '256Mi', '512Mi'),
     why: 'I/O-bound: signed POSTs of a few KB, at most WEBHOOK_CONCURRENCY (32) in flight for up to WEBHOOK_TIMEOUT_MS each; no image work; RSS measured 163 MB idle, 191 MB peak over 60 events',
+  },
+  {
+    name: 'worker-batch-download',
+    args: ['worker', '--role', 'batch-download'],
+    // Network-bound: BATCH_DOWNLOAD_CONCURRENCY (16) downloads in flight per replica, each up to
+    // UPLOAD_MAX_BYTES in memory until it is in Redis. The dispatcher's window (BATCH_WINDOW per
+    // batch) bounds what there is to download at once, so more replicas only help many batches.
+    replicas: 2,
+    resources: res('250m', '1', '256Mi', '768Mi'),
+    why: 'network-bound downloads, 16 in flight per replica x 25 MiB at most in memory; two replicas so that one can restart without a pause',
+  },
+  {
+    name: 'worker-batch-dispatch',
+    args: ['worker', '--role', 'batch-dispatch'],
+    // A single-active-consumer queue: one replica works, the other stands by and takes over at
+    // once. One call in flight per customer is enforced in Postgres, not by the replica count.
+    replicas: 2,
+    resources: res('100m', '500m', '128Mi', '512Mi'),
+    why: 'HTTP coordination only (a few queries and one call per customer at a time); one active replica and one standby (single active consumer)',
   },
 ];

@@ -20,6 +20,7 @@ import { registerAdminStageRoutes } from './routes/admin-stages.js';
 import { installUploadMetrics, registerMetricsRoute } from './routes/metrics.js';
 import { registerWebhookRoutes } from './routes/webhooks.js';
 import { registerResumableRoutes } from './routes/resumable.js';
+import { registerBatchRoutes } from './routes/batches.js';
 
 /**
  * Body limit of every route that does not name its own: only the upload (UPLOAD_MAX_BYTES), the
@@ -216,6 +217,7 @@ export async function buildApp(deps: ApiDeps, opts: BuildAppOptions = {}): Promi
   registerFrameRoutes(app, deps);
   registerPlaceRoutes(app, deps);
   registerWebhookRoutes(app, deps);
+  registerBatchRoutes(app, deps);
   registerAdminDlqRoutes(app, deps);
   registerAdminPhotoRoutes(app, deps);
   registerAdminStageRoutes(app, deps);

@@ -26,7 +26,7 @@ const REASONS: Record<string, PublicReason> = {
     text: 'the image has more pixels than the limit',
     keep: [
       new RegExp(String.raw`^image is \d{1,6}x\d{1,6} \(${MP}\), above the ${MP} limit$`),
-      new RegExp(String.raw`^image is above the ${MP} pixel limit \((frame|thumbnail|working copy|header)\)$`),
+      new RegExp(String.raw`^image is above the ${MP} pixel limit \((frame|thumbnail|working copy|header|convert)\)$`),
     ],
   },
   corrupt_image: { text: 'the image data is corrupt or truncated' },
@@ -75,6 +75,14 @@ const REASONS: Record<string, PublicReason> = {
   connect_failed: { text: `${DOWNLOAD}: its server could not be reached` },
   dns_failed: { text: `${DOWNLOAD}: its host name did not resolve` },
   http_status: { text: `${DOWNLOAD}: its server answered with an error` },
+  download_failed: { text: DOWNLOAD },
+
+  // Batch ingestion: the customer's batch API.
+  batch_job_failed: { text: 'the batch API reported that the job handling this image failed' },
+  batch_api_refused: { text: 'the batch API refused the call' },
+  batch_api_unavailable: { text: 'the batch API did not answer the call, after every attempt' },
+  bad_answer: { text: 'the batch API answered outside the contract' },
+  no_output: { text: INTERNAL },
 };
 
 /** Reasons written without a code, in our own words (a photo still failed in another stage after a replay). */

@@ -1,4 +1,5 @@
 import { WORKER_ROLES, isStageRole } from '../workers/roles.js';
+import { SERVICE_ROLES } from '../workers/service-roles.js';
 import { STAGES, type StageName } from '../pipeline/photo-pipeline.js';
 
 /** A wrong command line: the CLI prints the message and exits with code 2. */
@@ -13,7 +14,9 @@ export function parseRoles(value: string | undefined, prefix: string): string[] 
     .split(',')
     .map((r) => r.trim())
     .filter(Boolean)
-    .map((r) => (r.startsWith(`${prefix}.`) ? r.slice(prefix.length + 1) : r));
+    .map((r) => (r.startsWith(`${prefix}.`) ? r.slice(prefix.length + 1) : r))
+    // A service role's queue names its role (photopipe.batch.download: batch-download).
+    .map((r) => SERVICE_ROLES.find((s) => s.queues.includes(r))?.name ?? r);
   for (const r of roles) {
     if (!WORKER_ROLES.includes(r)) throw new UsageError(`unknown role "${r}"; roles: ${WORKER_ROLES.join(', ')}`);
   }

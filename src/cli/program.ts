@@ -8,7 +8,7 @@ import { Broker } from '../queues/broker.js';
 import { buildTopology, toDefinitions } from '../queues/topology.js';
 import { PIPELINE } from '../pipeline/photo-pipeline.js';
 import { WORKER_ROLES } from '../workers/roles.js';
-import { SERVICE_ROLE_NAMES } from '../workers/service-roles.js';
+import { SERVICE_ROLES } from '../workers/service-roles.js';
 import { reconcileOnce } from '../reconciler/reconciler.js';
 import { runReconciler } from '../reconciler/run-reconciler.js';
 import { runApi } from '../api/run-api.js';
@@ -29,7 +29,7 @@ const ROLE_HELP = `role names or queue names, comma-separated (${WORKER_ROLES.jo
 function rolesTable(config: Config): string {
   const t = buildTopology(config);
   const rows = STAGES.map((s) => `  ${s.padEnd(10)} ${t.workQueue(s).padEnd(24)} ${PIPELINE.spec[s].description} (bulk lane: ${t.workQueue(s, 'bulk')})`);
-  for (const r of SERVICE_ROLE_NAMES) rows.push(`  ${r.padEnd(10)} ${t.serviceQueue(r).padEnd(24)} (service role)`);
+  for (const r of SERVICE_ROLES) rows.push(`  ${r.name.padEnd(10)} ${r.queues.map((q) => t.serviceQueue(q)).join(', ')}: ${r.description}`);
   return `\n  role       queue                    work\n${rows.join('\n')}\n`;
 }
 

@@ -182,3 +182,30 @@ export function readImageInfo(input: Buffer, opts: RenderOptions): Promise<Image
     };
   });
 }
+
+/** A batch's output (src/db/photos/photo-row.ts OutputSpec), as sharp encodes it. */
+export interface ConvertSpec {
+  format: 'jpeg' | 'webp' | 'png' | 'avif';
+  maxSize: number;
+  quality: number;
+}
+
+export const CONVERTED_CONTENT_TYPES: Record<ConvertSpec['format'], string> = { jpeg: 'image/jpeg', webp: 'image/webp', png: 'image/png', avif: 'image/avif' };
+export const CONVERTED_EXTENSIONS: Record<ConvertSpec['format'], string> = { jpeg: 'jpg', webp: 'webp', png: 'png', avif: 'avif' };
+
+/**
+ * A batch image in its batch's output: upright, within maxSize on its longest side (never
+ * enlarged), in the format and quality asked, with no metadata (sharp drops EXIF, GPS included,
+ * unless told to keep it: the result is public). JPEG has no alpha, so transparency becomes white.
+ */
+export function renderConverted(source: ImageSource, spec: ConvertSpec, opts: RenderOptions): Promise<Rendition & { contentType: string }> {
+  return guarded(opts, 'convert', async () => {
+    let img = open(source, opts).rotate().resize(spec.maxSize, spec.maxSize, { fit: 'inside', withoutEnlargement: true });
+    if (spec.format === 'jpeg') img = img.flatten({ background: '#ffffff' }).jpeg({ quality: spec.quality, chromaSubsampling: '4:2:0', optimiseCoding: false });
+    else if (spec.format === 'webp') img = img.webp({ quality: spec.quality });
+    else if (spec.format === 'avif') img = img.avif({ quality: spec.quality });
+    else img = img.png({ quality: spec.quality, compressionLevel: 6 });
+    const { data, info } = await img.toBuffer({ resolveWithObject: true });
+    return { data, width: info.width, height: info.height, contentType: CONVERTED_CONTENT_TYPES[spec.format] } as Rendition & { contentType: string };
+  }, source);
+}

@@ -14,6 +14,8 @@ export type StageStates<N extends string = string> = Partial<Record<N, StageStat
 /** What a stage condition may look at: facts earlier stages recorded about the photo. */
 export interface PhotoFacts {
   gps: { lat: number; lon: number } | null;
+  /** What the photo is for, fixed when it is accepted: an upload ('photo') or a batch download ('batch'). */
+  profile: 'photo' | 'batch';
 }
 
 export interface StageCondition {

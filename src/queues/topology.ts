@@ -1,5 +1,6 @@
 import type { Channel } from 'amqplib';
 import { STAGES, type Config, type StageName } from '../shared/config.js';
+import { BATCH_DISPATCH, BATCH_DOWNLOAD, BATCH_PHOTOS } from './batch-messages.js';
 
 /**
  * The RabbitMQ topology, declared idempotently by every process at start-up (and again after
@@ -45,6 +46,8 @@ export interface ServiceQueue {
   eventKeys?: string[];
   /** Single active consumer (one consumer at a time gets the messages, in order). */
   singleActiveConsumer?: boolean;
+  /** Further queue arguments (a TTL or a length limit for a queue of wake-ups). */
+  arguments?: Record<string, unknown>;
 }
 
 /**
@@ -55,6 +58,14 @@ export const SERVICE_QUEUES: ServiceQueue[] = [
   // Webhook delivery (src/workers/webhook): every photo.final event, and its own deliveries and
   // retries on routing key `webhook` (back from the delay queues through the work exchange).
   { name: 'webhook', workKeys: ['webhook'], eventKeys: ['photo.final.*'] },
+  // Batch ingestion (src/workers/batch-download, src/workers/batch-dispatch).
+  { name: BATCH_DOWNLOAD, workKeys: [BATCH_DOWNLOAD] },
+  // One dispatcher at a time takes the wake-ups (the others stand by); correctness does not rest on
+  // it: the one open call per customer is enforced in Postgres, with a fence (README "Batch ingestion").
+  { name: BATCH_DISPATCH, workKeys: [BATCH_DISPATCH], singleActiveConsumer: true },
+  // Every photo's final event, as a wake-up only: bounded, so that it never grows where no
+  // dispatcher runs (a lost wake-up is made up by the dispatchers' periodic sweep).
+  { name: BATCH_PHOTOS, eventKeys: ['photo.final.*'], arguments: { 'x-message-ttl': 600_000, 'x-max-length': 100_000 } },
 ];
 
 export interface Topology {
@@ -133,6 +144,7 @@ export function buildTopology(config: Pick<Config, 'AMQP_PREFIX' | 'QUEUE_TYPE' 
         'x-dead-letter-exchange': deadLetterExchange,
         ...(quorum ? { 'x-delivery-limit': config.QUEUE_DELIVERY_LIMIT } : {}),
         ...(sq.singleActiveConsumer ? { 'x-single-active-consumer': true } : {}),
+        ...(sq.arguments ?? {}),
       },
     });
     for (const key of sq.workKeys ?? []) bindings.push({ exchange: workExchange, queue: serviceQueue(sq.name), routingKey: key });

@@ -2,10 +2,10 @@ import type { Redis } from 'ioredis';
 import { PermanentError } from './errors.js';
 
 /** What a photo's bytes are at each step: the upload as received, a decoded working copy, renditions. */
-export type BlobKind = 'raw' | 'work' | 'framed' | 'thumbnail';
-export const BLOB_KINDS: readonly BlobKind[] = ['raw', 'work', 'framed', 'thumbnail'];
+export type BlobKind = 'raw' | 'work' | 'framed' | 'thumbnail' | 'converted';
+export const BLOB_KINDS: readonly BlobKind[] = ['raw', 'work', 'framed', 'thumbnail', 'converted'];
 
-const BLOB_NAMES: Record<BlobKind, string> = { raw: 'uploaded bytes', work: 'decoded working copy bytes', framed: 'framed rendition bytes', thumbnail: 'thumbnail bytes' };
+const BLOB_NAMES: Record<BlobKind, string> = { raw: 'uploaded bytes', work: 'decoded working copy bytes', framed: 'framed rendition bytes', thumbnail: 'thumbnail bytes', converted: 'converted image bytes' };
 
 /**
  * SET and DEL that keep a running total of the bytes held (`<prefix>blob-bytes`, the
@@ -74,7 +74,7 @@ export class BlobStore {
   }
 
   parseKey(key: string): { photoId: string; kind: BlobKind } | null {
-    const m = /^blob:([0-9a-f-]{36}):(raw|work|framed|thumbnail)$/.exec(key.startsWith(this.prefix) ? key.slice(this.prefix.length) : '');
+    const m = /^blob:([0-9a-f-]{36}):(raw|work|framed|thumbnail|converted)$/.exec(key.startsWith(this.prefix) ? key.slice(this.prefix.length) : '');
     return m?.[1] && m[2] ? { photoId: m[1], kind: m[2] as BlobKind } : null;
   }
 

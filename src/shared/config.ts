@@ -153,8 +153,8 @@ export const envSchema = z.object({
 
   /**
    * Outbound requests to URLs users give us (webhooks, batch URL fetching) may reach loopback
-   * addresses (127/8, ::1). For tests and a sidecar on the same host only; private, link-local and
-   * metadata addresses stay refused.
+   * addresses (127/8, ::1). For tests and a sidecar on the same host only (refused with
+   * NODE_ENV=production); private, link-local and metadata addresses stay refused.
    */
   FETCH_ALLOW_LOOPBACK: boolFromEnv.default(false),
 
@@ -215,6 +215,41 @@ export const envSchema = z.object({
 
   SHUTDOWN_GRACE_MS: intFromEnv(100).default(15_000),
 
+  /** Most URLs one batch may have (a body or a list). */
+  BATCH_MAX_URLS: intFromEnv(1, 1_000_000).default(100_000),
+  /** Longest URL accepted in a batch (characters). */
+  BATCH_URL_MAX_LENGTH: intFromEnv(16, 65_536).default(2_048),
+  /** Body limit of POST /v1/batches ({"urls": [...]}); longer lists go by listUrl (streamed). */
+  BATCH_BODY_MAX_BYTES: intFromEnv(1_024).default(16 * 1024 * 1024),
+  /** Largest URL list read from a listUrl (bytes on the wire; it is streamed, never held whole). */
+  BATCH_LIST_MAX_BYTES: intFromEnv(1_024).default(256 * 1024 * 1024),
+  /** Time to read a whole URL list while POST /v1/batches waits. */
+  BATCH_LIST_TIMEOUT_MS: intFromEnv(1_000).default(120_000),
+  /** One image download: the whole exchange, redirects and body included. */
+  BATCH_DOWNLOAD_TIMEOUT_MS: intFromEnv(100).default(30_000),
+  BATCH_DOWNLOAD_MAX_REDIRECTS: intFromEnv(0, 20).default(5),
+  /** Attempts per URL for retryable failures (5xx, timeouts, connection errors); none for 404/410/non-images. */
+  BATCH_DOWNLOAD_MAX_ATTEMPTS: intFromEnv(1, 100).default(5),
+  /** Downloads in flight per batch-download process (network-bound: many). */
+  BATCH_DOWNLOAD_CONCURRENCY: intFromEnv(1, 1_000).default(16),
+  /**
+   * Items of one batch released to download and not final yet: bounds the bytes a batch holds in
+   * Redis (about this many downloads plus their converted images) whatever its size.
+   */
+  BATCH_WINDOW: intFromEnv(1, 100_000).default(128),
+  /** A released item whose download message seems lost (still not downloaded) is released again after this long. */
+  BATCH_REQUEUE_AFTER_MS: intFromEnv(1_000).default(30 * 60_000),
+  /** One HTTP call to a customer's batch API (start or poll). */
+  BATCH_API_TIMEOUT_MS: intFromEnv(100).default(30_000),
+  /** Time between polls of a running call (mode poll). */
+  BATCH_POLL_INTERVAL_MS: intFromEnv(50).default(2_000),
+  /** Attempts to start one call on retryable failures (5xx, timeouts) before the batch fails. */
+  BATCH_CALL_MAX_ATTEMPTS: intFromEnv(1, 1_000).default(10),
+  /** Niceness (0-19) a worker process takes when it runs batch-only roles (convert, store, batch-download, batch-dispatch); 0 = unchanged. */
+  BULK_ROLE_NICE: intFromEnv(0, 19).default(10),
+  /** Every dispatcher asks for a pass over every customer with a running batch this often (heals lost wake-ups). */
+  BATCH_SWEEP_INTERVAL_MS: intFromEnv(100).default(5_000),
+
   ADMIN_API_KEY: z.string().min(16).optional(),
 
   SUPERVISOR_INITIAL_BACKOFF_MS: intFromEnv(10).default(1_000),
@@ -271,6 +306,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (e.NODE_ENV === 'production') {
     const unsafe = developmentDefaults(present, e);
     if (unsafe.length > 0) throw new ConfigError(`invalid configuration (NODE_ENV=production refuses development defaults):\n${unsafe.map((l) => `  ${l}`).join('\n')}`);
+  }
+  if (e.NODE_ENV === 'production' && e.FETCH_ALLOW_LOOPBACK) {
+    throw new ConfigError('invalid configuration (NODE_ENV=production):\n  FETCH_ALLOW_LOOPBACK: outbound fetches of customer URLs may not reach loopback in production');
   }
   // A failed photo's bytes must outlive every retry wait, or an operator could never replay it.
   if (e.FAILED_RETENTION_SECONDS * 1000 < longestRetryDelayMs(e)) {

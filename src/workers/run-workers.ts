@@ -1,5 +1,7 @@
 import type { Config, StageName } from '../shared/config.js';
-import { isStageRole, WORKER_ROLES } from './roles.js';
+import { readdirSync } from 'node:fs';
+import { setPriority } from 'node:os';
+import { BULK_ONLY_ROLES, isStageRole, WORKER_ROLES } from './roles.js';
 import { loadServiceRole } from './service-roles.js';
 import type { ServiceRuntime } from './service-role.js';
 import { ProcessMetrics, instrumentStages } from '../observability/metrics.js';
@@ -44,6 +46,7 @@ export async function runWorkers(config: Config, roles: string[], opts: { prefet
     }
   }
 
+  if (config.BULK_ROLE_NICE > 0 && roles.every((r) => BULK_ONLY_ROLES.includes(r))) lowerPriority(config.BULK_ROLE_NICE, log);
   const res = new ProcessResources(config, log, `photopipe-worker-${roles.join(',')}`);
   const shutdown = installShutdown(log, res.releasers);
   const parked = new ParkedBlobs(res.storage);
@@ -157,4 +160,26 @@ async function observe(config: Config, log: Logger, role: string, res: ProcessRe
     },
   });
   res.releasers.add('metrics-port', () => http.close());
+}
+
+/**
+ * Lowers the CPU priority of every thread of this process (Linux niceness is per thread; threads
+ * started later, libuv's pool and libvips' workers, inherit it from the thread that starts them).
+ */
+function lowerPriority(nice: number, log: ReturnType<typeof createLogger>): void {
+  let threads: string[];
+  try {
+    threads = readdirSync('/proc/self/task');
+  } catch {
+    threads = [String(process.pid)];
+  }
+  for (const tid of threads) {
+    try {
+      setPriority(Number(tid), nice);
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'could not lower the CPU priority of batch work');
+      return;
+    }
+  }
+  log.info({ nice }, 'batch-only roles: CPU priority lowered so that live uploads go first');
 }

@@ -4,9 +4,8 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { envSchema, loadConfig } from '../../src/shared/config.js';
-import { PIPELINE } from '../../src/pipeline/photo-pipeline.js';
 import { buildTopology } from '../../src/queues/topology.js';
-import { SERVICE_ROLE_NAMES } from '../../src/workers/service-roles.js';
+import { WORKER_ROLES } from '../../src/workers/roles.js';
 
 /**
  * docker-compose.yml and what it mounts (infra/compose, infra/prometheus, infra/grafana,
@@ -38,7 +37,6 @@ const compose = parse(read('docker-compose.yml'), { merge: true }) as { services
 const services = compose.services;
 const PHOTOPIPE_IMAGE = 'photopipe:local';
 const appServices = Object.entries(services).filter(([, s]) => s.image === PHOTOPIPE_IMAGE);
-const STAGES: readonly string[] = PIPELINE.stages;
 const schemaKeys = new Set(Object.keys(envSchema.shape));
 
 /** .env.example as the variables docker compose would read from .env. */
@@ -107,13 +105,12 @@ describe('docker-compose.yml', () => {
     assert.deepEqual(commands.get('api'), ['api']);
     assert.deepEqual(commands.get('migrate'), ['migrate']);
     assert.deepEqual(commands.get('reconciler'), ['reconciler']);
-    const roles = [...STAGES, ...SERVICE_ROLE_NAMES];
-    for (const role of roles) assert.deepEqual(commands.get(`worker-${role}`), ['worker', '--role', role], `worker-${role}`);
+    for (const role of WORKER_ROLES) assert.deepEqual(commands.get(`worker-${role}`), ['worker', '--role', role], `worker-${role}`);
     for (const [name, cmd] of commands) {
       assert.ok(['api', 'migrate', 'reconciler', 'worker'].includes(cmd[0]!), `${name}: unknown role ${cmd[0]}`);
       if (cmd[0] === 'worker') {
         assert.equal(cmd[1], '--role', name);
-        for (const role of cmd[2]!.split(',')) assert.ok(roles.includes(role), `${name}: ${role} is neither a stage of PIPELINE nor a service role`);
+        for (const role of cmd[2]!.split(',')) assert.ok(WORKER_ROLES.includes(role), `${name}: ${role} is not a worker role`);
         assert.equal(name, `worker-${cmd[2]}`, 'worker services are named worker-<role>');
       }
     }
@@ -244,6 +241,7 @@ describe('S3 (SeaweedFS) in compose', () => {
     const anon = byName.get('anonymous')!;
     assert.ok(allows(anon, 'Read', 'photopipe/acme/0b7c/framed.jpg'));
     assert.ok(allows(anon, 'Read', 'photopipe/acme/0b7c/thumbnail.jpg'));
+    for (const ext of ['jpg', 'webp', 'png', 'avif']) assert.ok(allows(anon, 'Read', `photopipe/acme/0b7c/batch.${ext}`), `batch output .${ext}`);
     for (const key of ['acme/0b7c/original.jpg', 'acme/0b7c/original.heic', '_parked/0b7c/raw', '_parked/0b7c/framed', '_parked/0b7c/thumbnail', 'acme/0b7c/framed.jpg.bak']) {
       assert.ok(!allows(anon, 'Read', `photopipe/${key}`), key);
     }

@@ -13,6 +13,7 @@ import { PIPELINE } from '../../src/pipeline/photo-pipeline.js';
 import { buildTopology } from '../../src/queues/topology.js';
 import { GENERATED, K8S_DIR } from '../../infra/k8s/generate.js';
 import { OTHER_ROLES, STAGE_ROLES } from '../../infra/k8s/roles.js';
+import { WORKER_ROLES } from '../../src/workers/roles.js';
 import { SERVICE_ROLE_NAMES } from '../../src/workers/service-roles.js';
 
 /**
@@ -253,14 +254,14 @@ for (const overlay of ['base', ...OVERLAYS]) {
       assert.equal(new Set(names).size, names.length, 'duplicate objects');
     });
 
-    it('runs real roles: api, reconciler, migrate, and worker --role <role> for every stage of PIPELINE and every service role', () => {
+    it('runs real roles: api, reconciler, migrate, worker --role <stage> for every stage of PIPELINE and every service role', () => {
       for (const o of objects) {
         for (const c of containersOf(o).filter(isPhotopipe)) {
           const [role, flag, stages] = c.args ?? [];
           assert.ok(['api', 'worker', 'reconciler', 'migrate'].includes(role!), `${o.metadata.name}: unknown role ${role}`);
           if (role === 'worker') {
             assert.equal(flag, '--role');
-            for (const s of stages!.split(',')) assert.ok(STAGES.includes(s) || SERVICE_ROLE_NAMES.includes(s), `${o.metadata.name}: ${s} is neither a stage nor a service role`);
+            for (const s of stages!.split(',')) assert.ok(WORKER_ROLES.includes(s), `${o.metadata.name}: ${s} is not a worker role`);
           }
         }
       }
@@ -273,6 +274,9 @@ for (const overlay of ['base', ...OVERLAYS]) {
       assert.deepEqual(containersOf(find(objects, 'Job', 'photopipe-migrate')).filter(isPhotopipe)[0]!.args, ['migrate']);
       for (const stage of STAGES) {
         assert.deepEqual(containersOf(find(objects, 'Deployment', `photopipe-worker-${stage}`))[0]!.args, ['worker', '--role', stage]);
+      }
+      for (const role of SERVICE_ROLE_NAMES) {
+        assert.deepEqual(containersOf(find(objects, 'Deployment', `photopipe-worker-${role}`))[0]!.args, ['worker', '--role', role]);
       }
     });
 

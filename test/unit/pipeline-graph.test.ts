@@ -4,18 +4,21 @@ import { decisionsAt, defineGraph, droppableBlobs, isComplete, nextStages, stage
 import { PIPELINE, STAGES } from '../../src/pipeline/photo-pipeline.js';
 import { loadStageModule } from '../../src/workers/stage-loader.js';
 
-const GPS = { gps: { lat: 43.46, lon: 11.88 } };
-const NO_GPS = { gps: null };
+const GPS = { gps: { lat: 43.46, lon: 11.88 }, profile: 'photo' as const };
+const NO_GPS = { gps: null, profile: 'photo' as const };
+const BATCH = { gps: null, profile: 'batch' as const };
+/** What an upload's recorded states hold from ingest on: the batch stages skipped. */
+const UP: StageStates = { convert: 'skipped', store: 'skipped' };
 
 describe('the photo pipeline graph', () => {
   it('declares its stages in a topological order with one entry', () => {
-    assert.deepEqual(STAGES, ['ingest', 'exif', 'geocode', 'frame', 'thumbnail', 'upload']);
+    assert.deepEqual(STAGES, ['ingest', 'exif', 'geocode', 'frame', 'thumbnail', 'upload', 'convert', 'store']);
     assert.equal(PIPELINE.entry, 'ingest');
-    assert.deepEqual(successorsOf(PIPELINE, 'ingest'), ['exif', 'frame', 'thumbnail']);
+    assert.deepEqual(successorsOf(PIPELINE, 'ingest'), ['exif', 'frame', 'thumbnail', 'convert']);
   });
 
   it('fans out after ingest, joins frame and thumbnail before upload', () => {
-    assert.deepEqual(nextStages(PIPELINE, { ingest: 'done' }, GPS, ['ingest']), { publish: ['exif', 'frame', 'thumbnail'], skip: [] });
+    assert.deepEqual(nextStages(PIPELINE, { ingest: 'done' }, GPS, ['ingest']), { publish: ['exif', 'frame', 'thumbnail'], skip: ['convert', 'store'] }, 'an upload skips the batch stages');
     assert.deepEqual(nextStages(PIPELINE, { ingest: 'done', frame: 'done' }, GPS, ['frame']), { publish: [], skip: [] }, 'upload waits for thumbnail');
     assert.deepEqual(nextStages(PIPELINE, { ingest: 'done', frame: 'done', thumbnail: 'done' }, GPS, ['thumbnail']), { publish: ['upload'], skip: [] });
     assert.deepEqual(nextStages(PIPELINE, { ingest: 'done', frame: 'done', thumbnail: 'done', upload: 'done' }, GPS, ['thumbnail']), { publish: [], skip: [] }, 'a done stage is not published again');
@@ -29,20 +32,21 @@ describe('the photo pipeline graph', () => {
   });
 
   it('records what a photo will run as soon as it is decided', () => {
-    assert.deepEqual(decisionsAt(PIPELINE, 'ingest', {}, NO_GPS), { pending: ['exif', 'frame', 'thumbnail', 'upload'], skip: [] }, 'geocode is decided by exif');
-    assert.deepEqual(decisionsAt(PIPELINE, 'ingest', { ingest: 'pending', exif: 'done' }, NO_GPS).pending, ['frame', 'thumbnail', 'upload'], 'a recorded state is kept');
+    assert.deepEqual(decisionsAt(PIPELINE, 'ingest', {}, NO_GPS), { pending: ['exif', 'frame', 'thumbnail'], skip: ['convert', 'store'] }, 'geocode is decided by exif, upload by frame and thumbnail');
+    assert.deepEqual(decisionsAt(PIPELINE, 'ingest', { ingest: 'pending', exif: 'done' }, NO_GPS).pending, ['frame', 'thumbnail'], 'a recorded state is kept');
   });
 
   it('derives what a photo waits for (the reconciler)', () => {
     assert.deepEqual(waitingStages(PIPELINE, 'queued', {}), ['ingest']);
-    assert.deepEqual(waitingStages(PIPELINE, 'processing', { ingest: 'done' }), ['exif', 'frame', 'thumbnail']);
-    assert.deepEqual(waitingStages(PIPELINE, 'processing', { ingest: 'done', exif: 'done', frame: 'done' }), ['geocode', 'thumbnail']);
-    assert.deepEqual(waitingStages(PIPELINE, 'processing', { ingest: 'done', exif: 'done', geocode: 'skipped', frame: 'done', thumbnail: 'done' }), ['upload']);
-    assert.deepEqual(waitingStages(PIPELINE, 'processing', { ingest: 'done', exif: 'failed', frame: 'done', thumbnail: 'done', upload: 'done' }), [], 'a failed stage is not waited for');
+    assert.deepEqual(waitingStages(PIPELINE, 'processing', { ...UP, ingest: 'done', convert: 'skipped', store: 'skipped' }), ['exif', 'frame', 'thumbnail']);
+    assert.deepEqual(waitingStages(PIPELINE, 'processing', { ingest: 'done' }), ['exif', 'frame', 'thumbnail', 'convert'], 'unrecorded conditional stages are republished and skip themselves');
+    assert.deepEqual(waitingStages(PIPELINE, 'processing', { ...UP, ingest: 'done', exif: 'done', frame: 'done' }), ['geocode', 'thumbnail']);
+    assert.deepEqual(waitingStages(PIPELINE, 'processing', { ...UP, ingest: 'done', exif: 'done', geocode: 'skipped', frame: 'done', thumbnail: 'done' }), ['upload']);
+    assert.deepEqual(waitingStages(PIPELINE, 'processing', { ...UP, ingest: 'done', exif: 'failed', frame: 'done', thumbnail: 'done', upload: 'done' }), [], 'a failed stage is not waited for');
   });
 
   it('completes a photo when every stage is done or skipped', () => {
-    const all: StageStates = { ingest: 'done', exif: 'done', geocode: 'skipped', frame: 'done', thumbnail: 'done', upload: 'done' };
+    const all: StageStates = { ...UP, ingest: 'done', exif: 'done', geocode: 'skipped', frame: 'done', thumbnail: 'done', upload: 'done' };
     assert.equal(isComplete(PIPELINE, all), true);
     assert.equal(isComplete(PIPELINE, { ...all, geocode: 'pending' }), false);
     assert.equal(isComplete(PIPELINE, { ...all, frame: 'failed' }), false);
@@ -51,17 +55,29 @@ describe('the photo pipeline graph', () => {
   });
 
   it('drops a blob once every stage that reads it is finished, never while a failed stage may be replayed', () => {
-    assert.deepEqual(droppableBlobs(PIPELINE, { ingest: 'done', frame: 'done' }, ['frame']), [], 'thumbnail still reads the working copy');
-    assert.deepEqual(droppableBlobs(PIPELINE, { ingest: 'done', frame: 'done', thumbnail: 'done' }, ['thumbnail']), ['work']);
-    assert.deepEqual(droppableBlobs(PIPELINE, { ingest: 'done', frame: 'done', thumbnail: 'done', upload: 'done' }, ['upload']).sort(), ['framed', 'thumbnail'], 'exif still reads the upload');
-    assert.deepEqual(droppableBlobs(PIPELINE, { ingest: 'done', exif: 'done', geocode: 'done', frame: 'done', thumbnail: 'done', upload: 'done' }, ['exif']), ['raw']);
-    assert.deepEqual(droppableBlobs(PIPELINE, { ingest: 'done', exif: 'failed', frame: 'done', thumbnail: 'done', upload: 'done' }, ['upload']).sort(), ['framed', 'thumbnail'], 'the upload stays for the exif replay');
+    assert.deepEqual(droppableBlobs(PIPELINE, { ...UP, ingest: 'done', frame: 'done' }, ['frame']), [], 'thumbnail still reads the working copy');
+    assert.deepEqual(droppableBlobs(PIPELINE, { ...UP, ingest: 'done', frame: 'done', thumbnail: 'done' }, ['thumbnail']), ['work']);
+    assert.deepEqual(droppableBlobs(PIPELINE, { ...UP, ingest: 'done', frame: 'done', thumbnail: 'done', upload: 'done' }, ['upload']).sort(), ['framed', 'thumbnail'], 'exif still reads the upload');
+    assert.deepEqual(droppableBlobs(PIPELINE, { ...UP, ingest: 'done', exif: 'done', geocode: 'done', frame: 'done', thumbnail: 'done', upload: 'done' }, ['exif']), ['raw']);
+    assert.deepEqual(droppableBlobs(PIPELINE, { ...UP, ingest: 'done', exif: 'failed', frame: 'done', thumbnail: 'done', upload: 'done' }, ['upload']).sort(), ['framed', 'thumbnail'], 'the upload stays for the exif replay');
   });
 
   it('lists every stage for the status API, in pipeline order', () => {
-    assert.deepEqual(Object.keys(stageList(PIPELINE, 'processing', { ingest: 'done' })), [...STAGES]);
-    assert.deepEqual(stageList(PIPELINE, 'duplicate', { ingest: 'done' }), { ingest: 'done', exif: 'skipped', geocode: 'skipped', frame: 'skipped', thumbnail: 'skipped', upload: 'skipped' });
+    assert.deepEqual(Object.keys(stageList(PIPELINE, 'processing', { ...UP, ingest: 'done' })), [...STAGES]);
+    assert.deepEqual(stageList(PIPELINE, 'duplicate', { ingest: 'done' }), { ingest: 'done', exif: 'skipped', geocode: 'skipped', frame: 'skipped', thumbnail: 'skipped', upload: 'skipped', convert: 'skipped', store: 'skipped' });
     assert.equal(stageList(PIPELINE, 'processing', {}).upload, 'pending');
+  });
+
+  it('runs convert and store for a batch photo and skips the upload stages, deciding it at ingest', () => {
+    assert.deepEqual(nextStages(PIPELINE, { ingest: 'done' }, BATCH, ['ingest']), { publish: ['convert'], skip: ['exif', 'geocode', 'frame', 'thumbnail', 'upload'] });
+    assert.deepEqual(decisionsAt(PIPELINE, 'ingest', {}, BATCH), { pending: ['convert'], skip: ['exif', 'geocode', 'frame', 'thumbnail', 'upload'] });
+    const afterIngest: StageStates = { ingest: 'done', exif: 'skipped', geocode: 'skipped', frame: 'skipped', thumbnail: 'skipped', upload: 'skipped', convert: 'pending' };
+    assert.deepEqual(waitingStages(PIPELINE, 'processing', afterIngest), ['convert']);
+    assert.deepEqual(nextStages(PIPELINE, { ...afterIngest, convert: 'done' }, BATCH, ['convert']), { publish: ['store'], skip: [] });
+    assert.deepEqual(droppableBlobs(PIPELINE, { ...afterIngest, convert: 'done' }, ['convert']).sort(), ['raw', 'work'], 'the download goes once converted');
+    assert.deepEqual(droppableBlobs(PIPELINE, { ...afterIngest, convert: 'done', store: 'done' }, ['store']), ['converted']);
+    assert.equal(isComplete(PIPELINE, { ...afterIngest, convert: 'done', store: 'done' }), true);
+    assert.equal(isComplete(PIPELINE, { ...afterIngest, convert: 'done' }), false);
   });
 
   it('has a loadable handler module for every stage', async () => {

@@ -9,7 +9,8 @@
 #   admin      $SEAWEEDFS_ADMIN_ACCESS_KEY: storage root, every action. Used by s3-init only.
 #   photopipe  $SEAWEEDFS_APP_ACCESS_KEY: Read, Write and List on bucket $S3_BUCKET, nothing
 #              else: no other bucket, no bucket creation or deletion, no IAM.
-#   anonymous  no key: GET/HEAD of <tenant>/<photo>/framed.jpg and <tenant>/<photo>/thumbnail.jpg
+#   anonymous  no key: GET/HEAD of <tenant>/<photo>/framed.jpg, <tenant>/<photo>/thumbnail.jpg and the
+#              batch outputs <tenant>/<photo>/batch.{jpg,webp,png,avif}
 #              only. Originals (original.<ext>) and parked bytes (_parked/<photo>/<kind>, no .jpg
 #              suffix) stay private, and listing the bucket is refused.
 set -eu
@@ -33,7 +34,7 @@ cat > "$config" <<JSON
     },
     {
       "name": "anonymous",
-      "actions": ["Read:$S3_BUCKET/*/*/framed.jpg", "Read:$S3_BUCKET/*/*/thumbnail.jpg"]
+      "actions": ["Read:$S3_BUCKET/*/*/framed.jpg", "Read:$S3_BUCKET/*/*/thumbnail.jpg", "Read:$S3_BUCKET/*/*/batch.jpg", "Read:$S3_BUCKET/*/*/batch.webp", "Read:$S3_BUCKET/*/*/batch.png", "Read:$S3_BUCKET/*/*/batch.avif"]
     }
   ]
 }

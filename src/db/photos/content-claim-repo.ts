@@ -1,5 +1,5 @@
 import type { Db } from '../../shared/db.js';
-import { isUniqueViolation, OWNS_CONTENT, type FileInfo, type PhotoRef, type PhotoStatus } from './photo-row.js';
+import { isUniqueViolation, OWNS_CONTENT, SAME_SCOPE, type FileInfo, type PhotoRef, type PhotoStatus } from './photo-row.js';
 
 /** The photo that holds a tenant's content: never a duplicate and never failed (OWNS_CONTENT). */
 export interface ContentOwner {
@@ -16,12 +16,13 @@ export class ContentClaimRepo {
    * The photos that hold these contents for the tenant, by SHA-256 (lower-case hex). Read through
    * photos_tenant_sha256_unique, whose predicate the query repeats. Photos uploaded without a
    * checksum are found once ingest has hashed them; checked uploads from the moment they are accepted.
+   * Only uploads' content counts (profile 'photo'): a batch image of the same bytes is another output.
    */
   async owners(tenantId: string, sha256s: readonly string[]): Promise<Map<string, ContentOwner>> {
     if (sha256s.length === 0) return new Map();
     const { rows } = await this.db.query<ContentOwner>(
       `SELECT p.id, p.sha256, p.status FROM photos p
-       WHERE p.tenant_id = $1 AND p.sha256 = ANY($2::text[]) AND p.sha256 IS NOT NULL AND ${OWNS_CONTENT}`,
+       WHERE p.tenant_id = $1 AND p.sha256 = ANY($2::text[]) AND p.sha256 IS NOT NULL AND p.profile = 'photo' AND p.output IS NULL AND ${OWNS_CONTENT}`,
       [tenantId, [...new Set(sha256s)]],
     );
     return new Map(rows.map((r) => [r.sha256, r]));
@@ -51,7 +52,7 @@ export class ContentClaimRepo {
     const { rows } = await this.db.query<{ winner: string }>(
       `WITH winner AS (
          SELECT p.id FROM photos p, photos me
-         WHERE me.id = $1 AND p.tenant_id = me.tenant_id AND p.sha256 = $2 AND p.id <> $1 AND ${OWNS_CONTENT})
+         WHERE me.id = $1 AND ${SAME_SCOPE} AND p.sha256 = $2 AND p.id <> $1 AND ${OWNS_CONTENT})
        UPDATE photos SET sha256 = $2, duplicate_of = winner.id, status = 'duplicate', file = $3::jsonb,
          stages = '{"ingest":"done"}'::jsonb, completed_at = now(), updated_at = now(), progressed_at = now()
        FROM winner WHERE photos.id = $1 AND photos.tenant_id = $4

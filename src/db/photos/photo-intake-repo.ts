@@ -1,6 +1,6 @@
 import type { Db } from '../../shared/db.js';
 import { dbText } from '../../shared/text.js';
-import type { PhotoLane } from './photo-row.js';
+import { isUniqueViolation, type OutputSpec, type PhotoLane, type PhotoProfile, type PhotoStatus } from './photo-row.js';
 
 export interface NewPhoto {
   id: string;
@@ -12,11 +12,14 @@ export interface NewPhoto {
   lane?: PhotoLane;
   sha256?: string;
   notifyUrl?: string;
+  /** What the photo is for (default 'photo'); a batch photo carries its output spec. */
+  profile?: PhotoProfile;
+  output?: OutputSpec | null;
 }
 
 interface Pending {
   p: NewPhoto;
-  resolve: () => void;
+  resolve: (inserted: boolean) => void;
   reject: (err: unknown) => void;
 }
 
@@ -41,10 +44,14 @@ export class PhotoIntakeRepo {
     private readonly opts: { batchWindowMs?: number } = {},
   ) {}
 
-  insertQueued(p: NewPhoto): Promise<void> {
+  /**
+   * Resolves once the row is committed: true, or false when a photo with this id exists already
+   * (an accept of a chosen id, repeated after a crash).
+   */
+  insertQueued(p: NewPhoto): Promise<boolean> {
     const windowMs = this.opts.batchWindowMs ?? 0;
-    if (windowMs <= 0) return this.insertMany([p]);
-    return new Promise<void>((resolve, reject) => {
+    if (windowMs <= 0) return this.insertOne(p);
+    return new Promise<boolean>((resolve, reject) => {
       this.queue.push({ p, resolve, reject });
       if (this.queue.length >= MAX_BATCH) this.flush();
       else this.timer ??= setTimeout(() => this.flush(), windowMs);
@@ -58,12 +65,28 @@ export class PhotoIntakeRepo {
     if (this.queue.length > 0) this.timer = setTimeout(() => this.flush(), 0);
     if (batch.length === 0) return;
     void this.insertMany(batch.map((b) => b.p)).then(
-      () => batch.forEach((b) => b.resolve()),
-      async (err: unknown) => {
-        if (batch.length === 1) return batch[0]!.reject(err);
-        for (const b of batch) await this.insertMany([b.p]).then(b.resolve, b.reject);
+      () => batch.forEach((b) => b.resolve(true)),
+      async () => {
+        for (const b of batch) await this.insertOne(b.p).then(b.resolve, b.reject);
       },
     );
+  }
+
+  private async insertOne(p: NewPhoto): Promise<boolean> {
+    try {
+      await this.insertMany([p]);
+      return true;
+    } catch (err) {
+      // The id is taken (the primary key); any other unique violation (content) is the caller's.
+      if (isUniqueViolation(err) && (err as { constraint?: string }).constraint === 'photos_pkey') return false;
+      throw err;
+    }
+  }
+
+  /** A photo's tenant and status, or null when there is no such photo. */
+  async statusOf(id: string): Promise<{ tenantId: string; status: PhotoStatus } | null> {
+    const { rows } = await this.db.query<{ tenant_id: string; status: PhotoStatus }>(`SELECT tenant_id, status FROM photos WHERE id = $1`, [id]);
+    return rows[0] ? { tenantId: rows[0].tenant_id, status: rows[0].status } : null;
   }
 
   /**
@@ -86,11 +109,16 @@ export class PhotoIntakeRepo {
         p.lane ?? 'interactive',
         p.sha256 ?? null,
         p.notifyUrl ?? null,
+        p.profile ?? 'photo',
+        p.output ? JSON.stringify(p.output) : null,
       );
       const n = params.length;
-      return `($${n - 8}::uuid, $${n - 7}, 'queued', $${n - 6}, $${n - 5}, jsonb_build_object('bytes', $${n - 4}::int, 'format', $${n - 3}::text), $${n - 2}, $${n - 1}, $${n})`;
+      return `($${n - 10}::uuid, $${n - 9}, 'queued', $${n - 8}, $${n - 7}, jsonb_build_object('bytes', $${n - 6}::int, 'format', $${n - 5}::text), $${n - 4}, $${n - 3}, $${n - 2}, $${n - 1}, $${n}::jsonb)`;
     });
-    await this.db.query(`INSERT INTO photos (id, tenant_id, status, original_name, content_type, file, lane, sha256, notify_url) VALUES ${values.join(', ')}`, params);
+    await this.db.query(
+      `INSERT INTO photos (id, tenant_id, status, original_name, content_type, file, lane, sha256, notify_url, profile, output) VALUES ${values.join(', ')}`,
+      params,
+    );
   }
 
   /** Undoes an accepted-but-not-published photo so nothing is left half-done. */

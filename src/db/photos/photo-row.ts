@@ -4,8 +4,18 @@ import type { PhotoFacts, StageState } from '../../pipeline/graph.js';
 export type { StageState };
 export type PhotoStatus = 'queued' | 'processing' | 'complete' | 'duplicate' | 'failed';
 export type PhotoLane = 'interactive' | 'bulk';
+/** What a photo is for: an upload, or an image a batch downloaded (converted to the batch's output). */
+export type PhotoProfile = 'photo' | 'batch';
+
+/** A batch's output: what the convert stage makes of a batch photo. */
+export interface OutputSpec {
+  format: 'jpeg' | 'webp' | 'png' | 'avif';
+  /** Longest side in pixels; smaller images are not enlarged. */
+  maxSize: number;
+  quality: number;
+}
 export const PHOTO_STATUSES = ['queued', 'processing', 'complete', 'duplicate', 'failed'] as const satisfies readonly PhotoStatus[];
-export type VariantKind = 'original' | 'framed' | 'thumbnail';
+export type VariantKind = 'original' | 'framed' | 'thumbnail' | 'converted';
 export type Stages = Partial<Record<StageName, StageState>>;
 
 export interface FileInfo {
@@ -36,6 +46,8 @@ export interface PhotoRow {
   tenantId: string;
   status: PhotoStatus;
   lane: PhotoLane;
+  profile: PhotoProfile;
+  output: OutputSpec | null;
   sha256: string | null;
   duplicateOf: string | null;
   originalName: string | null;
@@ -61,6 +73,8 @@ export interface PhotoDbRow {
   tenant_id: string;
   status: PhotoStatus;
   lane: PhotoLane;
+  profile: PhotoProfile;
+  output: OutputSpec | null;
   sha256: string | null;
   duplicate_of: string | null;
   original_name: string | null;
@@ -82,7 +96,7 @@ export interface PhotoDbRow {
 }
 
 export const PHOTO_COLUMNS = [
-  'id', 'tenant_id', 'status', 'lane', 'sha256', 'duplicate_of', 'original_name', 'content_type', 'file', 'exif',
+  'id', 'tenant_id', 'status', 'lane', 'profile', 'output', 'sha256', 'duplicate_of', 'original_name', 'content_type', 'file', 'exif',
   'gps_lat', 'gps_lon', 'gps_alt', 'place', 'place_id', 'stages', 'error', 'stage_errors', 'created_at', 'updated_at', 'progressed_at', 'completed_at',
 ] as const satisfies readonly (keyof PhotoDbRow)[];
 
@@ -95,6 +109,8 @@ export function toPhotoRow(r: PhotoDbRow): PhotoRow {
     tenantId: r.tenant_id,
     status: r.status,
     lane: r.lane,
+    profile: r.profile,
+    output: r.output,
     sha256: r.sha256,
     duplicateOf: r.duplicate_of,
     originalName: r.original_name,
@@ -116,8 +132,8 @@ export function toPhotoRow(r: PhotoDbRow): PhotoRow {
 }
 
 /** The facts stage conditions look at, from a photo's recorded columns. */
-export function factsOf(p: { gps: { lat: number; lon: number } | null }): PhotoFacts {
-  return { gps: p.gps ? { lat: p.gps.lat, lon: p.gps.lon } : null };
+export function factsOf(p: { gps: { lat: number; lon: number } | null; profile: PhotoProfile }): PhotoFacts {
+  return { gps: p.gps ? { lat: p.gps.lat, lon: p.gps.lon } : null, profile: p.profile };
 }
 
 /**
@@ -125,6 +141,13 @@ export function factsOf(p: { gps: { lat: number; lon: number } | null }): PhotoF
  * (migrations): not a duplicate and not failed. `p` is the candidate owner.
  */
 export const OWNS_CONTENT = `p.duplicate_of IS NULL AND p.status <> 'failed'`;
+
+/**
+ * `p` and `me` are in the same dedupe scope (the rest of that index's key besides the hash): the
+ * same tenant, profile and output, so an upload and a batch image, or two batches' different
+ * outputs, never count as duplicates of each other.
+ */
+export const SAME_SCOPE = `p.tenant_id = me.tenant_id AND p.profile = me.profile AND COALESCE(p.output, '{}'::jsonb) = COALESCE(me.output, '{}'::jsonb)`;
 
 /**
  * A timestamp column as keyset position text with Postgres' microseconds: a JS Date keeps only

@@ -1,7 +1,7 @@
 import type { Db } from '../../shared/db.js';
 import { bestEffortStages, type PipelineGraph } from '../../pipeline/graph.js';
 import type { StageName } from '../../pipeline/photo-pipeline.js';
-import { isUniqueViolation, OWNS_CONTENT, photoColumns, toPhotoRow, type FileInfo, type PhotoDbRow, type PhotoRef, type PhotoRow, type PhotoStatus, type Stages, type StageState } from './photo-row.js';
+import { isUniqueViolation, OWNS_CONTENT, SAME_SCOPE, photoColumns, toPhotoRow, type FileInfo, type PhotoDbRow, type PhotoRef, type PhotoRow, type PhotoStatus, type Stages, type StageState, type PhotoProfile, type OutputSpec } from './photo-row.js';
 import { assignments, type StageColumns } from './stage-columns.js';
 import { dbText } from '../../shared/text.js';
 
@@ -12,6 +12,9 @@ export interface StageView {
   stages: Stages;
   file: FileInfo | null;
   gps: { lat: number; lon: number } | null;
+  profile: PhotoProfile;
+  /** A batch photo's output (convert). */
+  output: OutputSpec | null;
 }
 
 interface StageViewDbRow {
@@ -21,6 +24,8 @@ interface StageViewDbRow {
   file: FileInfo | null;
   gps_lat: number | null;
   gps_lon: number | null;
+  profile: PhotoProfile;
+  output: OutputSpec | null;
 }
 
 export interface StageCommit {
@@ -76,10 +81,18 @@ export class StageStateRepo {
   }
 
   async stageView(id: string): Promise<StageView | null> {
-    const { rows } = await this.db.query<StageViewDbRow>(`SELECT tenant_id, status, stages, file, gps_lat, gps_lon FROM photos WHERE id = $1`, [id]);
+    const { rows } = await this.db.query<StageViewDbRow>(`SELECT tenant_id, status, stages, file, gps_lat, gps_lon, profile, output FROM photos WHERE id = $1`, [id]);
     const r = rows[0];
     if (!r) return null;
-    return { tenantId: r.tenant_id, status: r.status, stages: r.stages ?? {}, file: r.file, gps: r.gps_lat === null || r.gps_lon === null ? null : { lat: r.gps_lat, lon: r.gps_lon } };
+    return {
+      tenantId: r.tenant_id,
+      status: r.status,
+      stages: r.stages ?? {},
+      file: r.file,
+      gps: r.gps_lat === null || r.gps_lon === null ? null : { lat: r.gps_lat, lon: r.gps_lon },
+      profile: r.profile,
+      output: r.output,
+    };
   }
 
   /**
@@ -260,7 +273,7 @@ export class StageStateRepo {
       `UPDATE photos SET status = 'duplicate', duplicate_of = owner.id, error = NULL,
          completed_at = now(), updated_at = now(), progressed_at = now()
        FROM (SELECT p.id FROM photos p, photos me
-             WHERE me.id = $1 AND p.tenant_id = me.tenant_id AND p.sha256 = me.sha256 AND p.id <> me.id AND ${OWNS_CONTENT} LIMIT 1) owner
+             WHERE me.id = $1 AND ${SAME_SCOPE} AND p.sha256 = me.sha256 AND p.id <> me.id AND ${OWNS_CONTENT} LIMIT 1) owner
        WHERE photos.id = $1`,
       [id],
     );
