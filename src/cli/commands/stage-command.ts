@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import type { Config, StageName } from '../../shared/config.js';
 import { StageControl } from '../../pipeline/stage-control.js';
 import { QueueStats } from '../../observability/queue-stats.js';
-import { parseStage, positiveIntOption, UsageError } from '../args.js';
+import { parseStage, positiveIntOption } from '../args.js';
+import { EXIT_SOMETHING_FAILED } from './client-commands.js';
 import { out, withTools } from '../tool-context.js';
 import { redisReady } from '../../shared/redis.js';
 
@@ -77,6 +78,10 @@ export function registerStageCommand(program: Command, config: () => Config): vo
         }
       });
       out({ stage: s, drained });
-      if (!drained) throw new UsageError(`${s} still has messages after ${o.timeout} s`);
+      // Not a usage error (exit 2): the command ran, and what it reports is that the stage did not drain.
+      if (!drained) {
+        process.stderr.write(`photopipe: ${s} still has messages after ${o.timeout} s\n`);
+        process.exitCode = EXIT_SOMETHING_FAILED;
+      }
     });
 }
