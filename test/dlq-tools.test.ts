@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { StageName } from '../src/shared/config.js';
+import { STAGES, type StageName } from '../src/shared/config.js';
 import { Broker } from '../src/queues/broker.js';
 import { DlqService, dlqBrowseLock } from '../src/queues/dlq-service.js';
 import type { DlqEntry } from '../src/queues/dlq-service.js';
@@ -109,7 +109,7 @@ describe('dead-letter tools: CLI and admin API', () => {
     listed = all;
     assert.equal(bogus.code, 2);
     assert.match(bogus.stderr, /unknown role "nosuchstage"/);
-    assert.deepEqual(all.counts, { ingest: 0, exif: 1, geocode: 0, frame: 0, thumbnail: 0, upload: 3 });
+    assert.deepEqual(all.counts, { ...Object.fromEntries(STAGES.map((s) => [s, 0])), exif: 1, upload: 3 });
     assert.equal(all.items.length, 4);
 
     const uploads = all.items.filter((i) => i.stage === 'upload');

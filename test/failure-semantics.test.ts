@@ -175,8 +175,11 @@ describe('failure semantics: retries, dead letters, time limits', () => {
         const first = assertIso(h['x-first-failure-at'], 'x-first-failure-at');
         const last = assertIso(h['x-last-failure-at'], 'x-last-failure-at');
         assert.equal(first, last, 'a single attempt fails once');
-        // The dead letter carries the original message, so it can be replayed as it was.
-        assert.deepEqual(JSON.parse(mine[0]!.body), { v: 1, photoId: id, tenantId: stack.tenant });
+        // The dead letter carries the original message, so it can be replayed as it was (with the
+        // upload's correlation id, which follows the photo through every process's logs).
+        const original = JSON.parse(mine[0]!.body) as { cid?: unknown };
+        assert.equal(typeof original.cid, 'string');
+        assert.deepEqual(original, { v: 1, photoId: id, tenantId: stack.tenant, cid: original.cid });
       }
     }
     // Never retried: no retry was scheduled for any of them, and each failing stage ran once.

@@ -12,6 +12,9 @@ import { BATCH_DISPATCH, BATCH_DOWNLOAD, BATCH_PHOTOS } from './batch-messages.j
  *                                                      messages dead-letter back to <p> with
  *                                                      their lane's routing key)
  *   <p>.dlx        direct   routing key = stage or bulk.stage -> queue <p>.dlq.<stage> (dead letters)
+ *                           routing key = service.<name>      -> queue <p>.dlq.<name>  (what the broker
+ *                                                      dead-letters from a service queue: past
+ *                                                      the delivery limit, rejected, or expired)
  *
  * Two lanes per stage: live uploads go through the interactive queues; bulk work (batch
  * downloads, re-geocoding, a tenant with a large backlog) through the bulk queues. A worker takes
@@ -48,6 +51,8 @@ export interface ServiceQueue {
   singleActiveConsumer?: boolean;
   /** Further queue arguments (a TTL or a length limit for a queue of wake-ups). */
   arguments?: Record<string, unknown>;
+  /** False for a queue whose expired or dropped messages are worthless (wake-ups): no dead-letter queue. */
+  deadLetters?: boolean;
 }
 
 /**
@@ -65,7 +70,7 @@ export const SERVICE_QUEUES: ServiceQueue[] = [
   { name: BATCH_DISPATCH, workKeys: [BATCH_DISPATCH], singleActiveConsumer: true },
   // Every photo's final event, as a wake-up only: bounded, so that it never grows where no
   // dispatcher runs (a lost wake-up is made up by the dispatchers' periodic sweep).
-  { name: BATCH_PHOTOS, eventKeys: ['photo.final.*'], arguments: { 'x-message-ttl': 600_000, 'x-max-length': 100_000 } },
+  { name: BATCH_PHOTOS, eventKeys: ['photo.final.*'], arguments: { 'x-message-ttl': 600_000, 'x-max-length': 100_000 }, deadLetters: false },
 ];
 
 export interface Topology {
@@ -137,11 +142,15 @@ export function buildTopology(config: Pick<Config, 'AMQP_PREFIX' | 'QUEUE_TYPE' 
     for (const lane of LANES) bindings.push({ exchange: deadLetterExchange, queue: dlq(stage), routingKey: routingKey(stage, lane) });
   }
   for (const sq of SERVICE_QUEUES) {
+    // A service queue takes messages under several routing keys (its own, and event patterns a
+    // direct exchange cannot match), so its dead letters get one key of their own.
+    const deadKey = `service.${sq.name}`;
+    const dead = sq.deadLetters !== false;
     queues.push({
       name: serviceQueue(sq.name),
       arguments: {
         ...typeArgs,
-        'x-dead-letter-exchange': deadLetterExchange,
+        ...(dead ? { 'x-dead-letter-exchange': deadLetterExchange, 'x-dead-letter-routing-key': deadKey } : {}),
         ...(quorum ? { 'x-delivery-limit': config.QUEUE_DELIVERY_LIMIT } : {}),
         ...(sq.singleActiveConsumer ? { 'x-single-active-consumer': true } : {}),
         ...(sq.arguments ?? {}),
@@ -149,6 +158,10 @@ export function buildTopology(config: Pick<Config, 'AMQP_PREFIX' | 'QUEUE_TYPE' 
     });
     for (const key of sq.workKeys ?? []) bindings.push({ exchange: workExchange, queue: serviceQueue(sq.name), routingKey: key });
     for (const key of sq.eventKeys ?? []) bindings.push({ exchange: eventsExchange, queue: serviceQueue(sq.name), routingKey: key });
+    if (dead) {
+      queues.push({ name: `${p}.dlq.${sq.name}`, arguments: { ...typeArgs } });
+      bindings.push({ exchange: deadLetterExchange, queue: `${p}.dlq.${sq.name}`, routingKey: deadKey });
+    }
   }
   for (const level of retryLevels) {
     queues.push({

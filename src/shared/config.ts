@@ -64,8 +64,9 @@ export const envSchema = z.object({
   PORT: intFromEnv(0, 65535).default(8080),
   PUBLIC_BASE_URL: z.url().optional(),
   /**
-   * Proxies whose X-Forwarded-Proto/Host the API believes (fastify's trustProxy): "true" (any), or
-   * comma-separated addresses/CIDRs such as "10.0.0.0/8,127.0.0.1". Unset: none.
+   * Proxies whose X-Forwarded-For the API believes for the client's address (fastify's trustProxy;
+   * the failed-auth limiter counts per address): "true" (any), or comma-separated addresses/CIDRs
+   * such as "10.0.0.0/8,127.0.0.1". Unset: none.
    */
   TRUST_PROXY: z
     .string()
@@ -129,7 +130,7 @@ export const envSchema = z.object({
   /**
    * Send canned ACLs (public-read / private) with each object. Turn off for buckets with ACLs
    * disabled (the AWS default since 2023) and MinIO, and grant public reads of the renditions
-   * with a bucket policy on keys *\/*\/framed.jpg and *\/*\/thumbnail.jpg instead.
+   * with a bucket policy on keys *\/*\/framed.jpg, *\/*\/thumbnail.jpg and *\/*\/batch.* instead.
    */
   S3_OBJECT_ACLS: boolFromEnv.default(true),
   /** Endpoint presigned URLs are made for, when clients reach S3 under another name than the workers (e.g. in compose). */

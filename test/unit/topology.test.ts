@@ -16,6 +16,20 @@ describe('RabbitMQ topology', () => {
     }
   });
 
+  it('gives each service queue a dead-letter queue of its own, except the wake-ups', () => {
+    for (const name of ['webhook', 'batch.download', 'batch.dispatch']) {
+      const q = t.queues.find((x) => x.name === `pp.${name}`);
+      assert.equal(q?.arguments['x-dead-letter-exchange'], 'pp.dlx', name);
+      assert.equal(q?.arguments['x-dead-letter-routing-key'], `service.${name}`, name);
+      assert.ok(t.queues.some((x) => x.name === `pp.dlq.${name}`), name);
+      assert.ok(t.bindings.some((b) => b.exchange === 'pp.dlx' && b.queue === `pp.dlq.${name}` && b.routingKey === `service.${name}`), name);
+    }
+    // Expired or dropped wake-ups are worthless: dead-lettering them would only fill a queue.
+    const wakeUps = t.queues.find((x) => x.name === 'pp.batch.photos');
+    assert.equal(wakeUps?.arguments['x-dead-letter-exchange'], undefined);
+    assert.ok(!t.queues.some((x) => x.name === 'pp.dlq.batch.photos'));
+  });
+
   it('has one delay queue per distinct delay, dead-lettering back to the work exchange', () => {
     assert.deepEqual(t.retryLevels.map((l) => l.label), ['200ms', '1s', '1m', '2h']);
     for (const l of t.retryLevels) {

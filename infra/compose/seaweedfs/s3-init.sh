@@ -33,7 +33,9 @@ expect() { # expect CODE PATH: an anonymous GET of PATH answers CODE
 }
 expect 404 's3-init-check/check/framed.jpg'      # public rendition name: readable (missing here)
 expect 404 's3-init-check/check/thumbnail.jpg'
+expect 404 's3-init-check/check/batch.jpg'       # a batch output, handed to the customer's batch API
+expect 404 's3-init-check/check/batch.webp'
 expect 403 's3-init-check/check/original.jpg'    # originals keep EXIF and GPS: private
 expect 403 '_parked/s3-init-check/raw'           # a failed photo's parked bytes: private
 expect 403 ''                                    # no anonymous listing
-echo "s3-init: anonymous reads limited to */*/framed.jpg and */*/thumbnail.jpg"
+echo "s3-init: anonymous reads limited to */*/framed.jpg, */*/thumbnail.jpg and */*/batch.{jpg,webp,png,avif}"

@@ -11,7 +11,7 @@ export function registerPlacesCommand(program: Command, config: () => Config): v
   const places = program.command('places').description('places of photos (reverse geocoding)');
   places
     .command('regeocode')
-    .description('runs the geocode stage again for complete photos with GPS, through the bulk lane (live uploads go first); prints {queued}')
+    .description('runs the geocode stage again for complete photos with GPS, through the bulk lane (live uploads go first); prints {queued, provider, tenant}')
     .option('--tenant <NAME>', 'only this tenant\'s photos')
     .addOption(new Option('--provider <P>', 'geocoder to use (default: GEOCODER)').choices(['offline', 'geonames']))
     .action(async (o: { tenant?: string; provider?: 'offline' | 'geonames' }) => {
