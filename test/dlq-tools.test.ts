@@ -123,7 +123,9 @@ describe('dead-letter tools: CLI and admin API', () => {
       assert.equal(item.originalRoutingKey, 'upload');
       assert.ok(item.firstFailureAt && item.lastFailureAt && item.deadLetteredAt);
       assert.ok(Date.parse(item.lastFailureAt) >= Date.parse(item.firstFailureAt));
-      assert.deepEqual(item.body, { v: 1, photoId: item.photoId, tenantId: stack.tenant });
+      const body = item.body as { cid?: unknown };
+      assert.match(String(body.cid), /^[0-9a-f-]{36}$/, 'the correlation id travels with the message');
+      assert.deepEqual(body, { v: 1, photoId: item.photoId, tenantId: stack.tenant, cid: body.cid });
       assert.match(item.id, /^[0-9a-f-]{36}$/);
     }
     const bad = all.items.find((i) => i.stage === 'exif');

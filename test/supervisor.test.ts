@@ -1,7 +1,8 @@
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import amqplib from 'amqplib';
 import { STAGES, type StageName } from '../src/shared/config.js';
+import { WORKER_ROLES } from '../src/workers/roles.js';
 import { distinctJpeg, photo } from './helpers/fixtures.js';
 import { alive, logLines, logText } from './helpers/logs.js';
 import { sleep, Stack, waitFor, type Proc } from './helpers/stack.js';
@@ -55,6 +56,11 @@ describe('supervised worker processes (photopipe workers)', () => {
     stack = await Stack.start({ workers: 'none' });
   });
 
+  // A failed test must not leave its supervisor (and its consumers) behind for the next one.
+  afterEach(async () => {
+    await Promise.all(stack.procs.filter((p) => p.name.startsWith('workers') && p.running).map((p) => p.stop(stack.config.SHUTDOWN_GRACE_MS + 10_000)));
+  });
+
   after(async () => {
     await stack?.stop();
   });
@@ -62,7 +68,8 @@ describe('supervised worker processes (photopipe workers)', () => {
   it('restarts each role after kill -9 during a stream of uploads; every accepted photo completes', async () => {
     const sup = stack.spawnCli('workers', ['workers']);
     await stack.waitForConsumers([...STAGES], 1, 120_000);
-    const roles = STAGES.map((s) => `worker:${s}`);
+    // Every role: the pipeline's stages and the service roles (webhook, batch download/dispatch).
+    const roles = WORKER_ROLES.map((r) => `worker:${r}`);
     assert.deepEqual(
       logLines<LogLine>(stack, 'workers')
         .filter((l) => l.msg === STARTED)
@@ -193,7 +200,8 @@ describe('supervised worker processes (photopipe workers)', () => {
       200,
     );
     assert.equal(row.status, 'processing');
-    assert.deepEqual(row.stages, { ingest: 'done', exif: 'pending', frame: 'done', thumbnail: 'done', upload: 'done' });
+    // convert and store belong to batch outputs only: an upload skips them.
+    assert.deepEqual(row.stages, { ingest: 'done', exif: 'pending', frame: 'done', thumbnail: 'done', upload: 'done', convert: 'skipped', store: 'skipped' });
     const exifQueue = await stack.queueStats(stack.queue('exif'));
     assert.deepEqual(exifQueue, { queue: stack.queue('exif'), messageCount: 1, consumerCount: 0 }, 'its exif message waits in the queue');
     assert.equal(exifStarts().length, 4, 'no further exif start after giving up');

@@ -244,7 +244,11 @@ export function dlqBrowseLock(config: Pick<Config, 'REDIS_KEY_PREFIX' | 'AMQP_PR
   return (fn) => withRedisLock(redis, key, { ttlMs: 15_000, waitMs: 20_000 }, fn);
 }
 
-/** Headers as JSON can show them: buffers as text, nested arrays and tables kept. */
+/**
+ * Headers as JSON can show them: buffers as text, nested arrays and tables kept. The quorum
+ * queue's own `x-delivery-count` is left out: every browse re-queues the letter and bumps it, so
+ * it counts browses of the dead letter, not attempts at the photo (that is `x-attempts`).
+ */
 function plainHeaders(h: Record<string, unknown>): Record<string, unknown> {
   const plain = (v: unknown): unknown => {
     if (Buffer.isBuffer(v)) return v.toString('utf8');
@@ -253,5 +257,6 @@ function plainHeaders(h: Record<string, unknown>): Record<string, unknown> {
     if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, plain(x)]));
     return v;
   };
-  return plain(h) as Record<string, unknown>;
+  const { 'x-delivery-count': _browses, ...rest } = h;
+  return plain(rest) as Record<string, unknown>;
 }
