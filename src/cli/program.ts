@@ -3,25 +3,30 @@ import { Command, Option } from 'commander';
 import { STAGES, loadConfig, type Config } from '../shared/config.js';
 import { createLogger } from '../shared/logger.js';
 import { installShutdown, Releasers } from '../shared/lifecycle.js';
-import { migrate } from '../db/migrate.js';
 import { Broker } from '../queues/broker.js';
 import { buildTopology, toDefinitions } from '../queues/topology.js';
 import { PIPELINE } from '../pipeline/photo-pipeline.js';
 import { WORKER_ROLES } from '../workers/roles.js';
 import { SERVICE_ROLES } from '../workers/service-roles.js';
-import { reconcileOnce } from '../reconciler/reconciler.js';
-import { runReconciler } from '../reconciler/run-reconciler.js';
-import { runApi } from '../api/run-api.js';
-import { runWorkers } from '../workers/run-workers.js';
-import { startLocalS3 } from '../local-s3/run-local-s3.js';
 import { parseRoles, positiveIntOption } from './args.js';
-import { startCommand, workersCommand } from './supervise-command.js';
 import { registerKeysCommand } from './commands/keys-command.js';
 import { registerDlqCommand } from './commands/dlq-command.js';
 import { registerPlacesCommand } from './commands/places-command.js';
 import { registerStageCommand } from './commands/stage-command.js';
 import { registerClientCommands } from './commands/client-commands.js';
 import { out, withTools } from './tool-context.js';
+
+// Each process loads only what its command runs: a stage worker does not carry the API, the local
+// S3 server or the supervisor (tens of MB of RSS per process in a fleet of one process per role).
+const runners = {
+  api: async () => (await import('../api/run-api.js')).runApi,
+  workers: async () => (await import('../workers/run-workers.js')).runWorkers,
+  reconciler: async () => await import('../reconciler/run-reconciler.js'),
+  reconcileOnce: async () => (await import('../reconciler/reconciler.js')).reconcileOnce,
+  supervise: async () => await import('./supervise-command.js'),
+  localS3: async () => (await import('../local-s3/run-local-s3.js')).startLocalS3,
+  migrate: async () => (await import('../db/migrate.js')).migrate,
+};
 
 const ROLE_HELP = `role names or queue names, comma-separated (${WORKER_ROLES.join(', ')})`;
 
@@ -50,19 +55,19 @@ export function buildProgram(): Command {
   program
     .command('start')
     .description('migrations, topology, API + all workers + reconciler (supervised); a local S3 server too when S3_ENDPOINT is unset (npm start)')
-    .action(() => startCommand());
+    .action(async () => (await runners.supervise()).startCommand());
 
   program
     .command('api')
     .description('the upload/status API only')
-    .action(() => runApi(cfg()));
+    .action(async () => (await runners.api())(cfg()));
 
   program
     .command('worker')
     .description('worker consumers for the given roles in this process (one role per container)')
     .requiredOption('--role <roles>', ROLE_HELP)
     .option('--concurrency <N>', 'in-flight messages per role in this process (the consumer prefetch)', positiveIntOption('--concurrency'))
-    .action((o: { role: string; concurrency?: number }) => runWorkers(cfg(), parseRoles(o.role, cfg().AMQP_PREFIX), { prefetch: o.concurrency }));
+    .action(async (o: { role: string; concurrency?: number }) => (await runners.workers())(cfg(), parseRoles(o.role, cfg().AMQP_PREFIX), { prefetch: o.concurrency }));
 
   program
     .command('workers')
@@ -72,14 +77,14 @@ export function buildProgram(): Command {
     .option('--concurrency <N>', 'in-flight messages per process (the consumer prefetch)', positiveIntOption('--concurrency'))
     .option('--processes <N>', 'processes per role', positiveIntOption('--processes'))
     .addHelpText('after', () => rolesTable(cfg()))
-    .action((o: { role?: string; queues?: string; concurrency?: number; processes?: number }) =>
-      workersCommand(parseRoles(o.role ?? o.queues, cfg().AMQP_PREFIX), { concurrency: o.concurrency, processes: o.processes }),
+    .action(async (o: { role?: string; queues?: string; concurrency?: number; processes?: number }) =>
+      (await runners.supervise()).workersCommand(parseRoles(o.role ?? o.queues, cfg().AMQP_PREFIX), { concurrency: o.concurrency, processes: o.processes }),
     );
 
   program
     .command('reconciler')
     .description('periodic stuck-work reconciler (one pass at a time across the fleet)')
-    .action(() => runReconciler(cfg()));
+    .action(async () => (await runners.reconciler()).runReconciler(cfg()));
 
   program
     .command('reconcile')
@@ -88,6 +93,7 @@ export function buildProgram(): Command {
     .option('--stale-ms <N>', 'threshold for this pass (default RECONCILE_STALE_MS)', positiveIntOption('--stale-ms'))
     .action(async (o: { dryRun?: boolean; staleMs?: number }) => {
       const c = cfg();
+      const reconcileOnce = await runners.reconcileOnce();
       const report = await withTools(c, async (t) => {
         const { broker, blobs } = t.res;
         await broker.waitReady();
@@ -101,6 +107,7 @@ export function buildProgram(): Command {
     .description('apply database migrations (creates the database if missing)')
     .action(async () => {
       const c = cfg();
+      const migrate = await runners.migrate();
       const applied = await migrate(c.DATABASE_URL, createLogger(c, { role: 'migrate' }, 'stderr'));
       out(applied.length > 0 ? `applied: ${applied.join(', ')}` : 'database is up to date');
     });
@@ -139,6 +146,7 @@ export function buildProgram(): Command {
     .action(async () => {
       const c = cfg();
       const log = createLogger(c, { role: 'local-s3' });
+      const startLocalS3 = await runners.localS3();
       const s3 = await startLocalS3({ port: c.LOCAL_S3_PORT, directory: c.LOCAL_S3_DIR, bucket: c.S3_BUCKET, log });
       const releasers = new Releasers(log);
       releasers.add('server', () => s3.close());
