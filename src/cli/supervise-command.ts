@@ -8,6 +8,7 @@ import { buildTopology, declareTopology } from '../queues/topology.js';
 import { Supervisor } from '../supervisor/supervisor.js';
 import { LOCAL_S3_CREDENTIALS } from '../local-s3/run-local-s3.js';
 import { cliChild, workerChild } from './process-specs.js';
+import { childEntry } from './child-entry.js';
 
 function supervisorFor(config: Config, log: Logger): Supervisor {
   return new Supervisor({
@@ -91,12 +92,13 @@ export async function startCommand(): Promise<void> {
   await declareOnce(config);
   log.info('topology declared');
 
+  const entry = await childEntry(log);
   const sup = supervisorFor(config, log);
   stopOnSignal(sup, log);
   // glibc's per-thread malloc arenas are the usual cause of high RSS with sharp/libvips.
   const env: NodeJS.ProcessEnv = { MALLOC_ARENA_MAX: '2', ...process.env };
   if (!config.S3_ENDPOINT) {
-    sup.start(cliChild('local-s3', ['local-s3'], env));
+    sup.start(cliChild('local-s3', ['local-s3'], env, entry));
     await waitForPort(config.LOCAL_S3_PORT, 30_000);
     Object.assign(env, {
       S3_ENDPOINT: `http://127.0.0.1:${config.LOCAL_S3_PORT}`,
@@ -104,12 +106,12 @@ export async function startCommand(): Promise<void> {
       S3_SECRET_ACCESS_KEY: LOCAL_S3_CREDENTIALS.secretAccessKey,
     });
   }
-  sup.start(cliChild('api', ['api'], env));
+  sup.start(cliChild('api', ['api'], env, entry));
   // One machine, many processes: each gets its own metrics port, METRICS_PORT upwards.
   const metricsPorts: Record<string, number> = {};
   [...WORKER_ROLES, 'reconciler'].forEach((role, i) => (metricsPorts[role] = metricsPort(config, i)));
-  for (const role of WORKER_ROLES) sup.start(workerChild(role, { ...env, METRICS_PORT: String(metricsPorts[role]) }));
-  sup.start(cliChild('reconciler', ['reconciler'], { ...env, METRICS_PORT: String(metricsPorts.reconciler) }));
+  for (const role of WORKER_ROLES) sup.start(workerChild(role, { ...env, METRICS_PORT: String(metricsPorts[role]) }, undefined, entry));
+  sup.start(cliChild('reconciler', ['reconciler'], { ...env, METRICS_PORT: String(metricsPorts.reconciler) }, entry));
   log.info({ port: config.PORT, metricsPorts }, 'photopipe started: API, workers and reconciler are supervised; Ctrl-C stops everything');
 }
 
@@ -117,11 +119,12 @@ export async function startCommand(): Promise<void> {
 export async function workersCommand(roles: string[], opts: { concurrency?: number; processes?: number }): Promise<void> {
   const config = loadConfig();
   const log = createLogger(config, { role: 'supervisor' });
+  const entry = await childEntry(log);
   const sup = supervisorFor(config, log);
   stopOnSignal(sup, log);
   let n = 0;
   for (const stage of roles) {
-    for (let i = 0; i < (opts.processes ?? 1); i++) sup.start(workerChild(stage, { MALLOC_ARENA_MAX: '2', ...process.env, METRICS_PORT: String(metricsPort(config, n++)) }, opts.concurrency));
+    for (let i = 0; i < (opts.processes ?? 1); i++) sup.start(workerChild(stage, { MALLOC_ARENA_MAX: '2', ...process.env, METRICS_PORT: String(metricsPort(config, n++)) }, opts.concurrency, entry));
   }
   log.info({ roles, processesPerRole: opts.processes ?? 1, concurrency: opts.concurrency ?? 'default' }, 'workers started');
 }
