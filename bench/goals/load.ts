@@ -161,6 +161,8 @@ export interface LoadResult {
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
+  /** Photos of the stack not final yet when the run started: the pipeline's work in the background. */
+  backlogAtStart?: number;
 }
 
 /** autocannon POSTs of distinct JPEG bodies at a fixed concurrency for durationSec. */
