@@ -115,7 +115,7 @@ export interface GoalsResult {
   idleOffStackCpuMsDuringRow1: number | null;
   limit: { runs: LimitRun[]; best: { concurrency: number; photosPerSec: number; cpuMsPerPhoto: number } } | null;
   row3: RunFigures | null;
-  metrics: { runs: { side: 'on' | 'off'; photosPerSec: number; cpuMsPerPhoto: number; e2e: E2EResult }[] } | null;
+  metrics: { runs: { side: 'on' | 'off'; photosPerSec: number; cpuMsPerPhoto: number; byProcess: Record<string, number>; e2e: E2EResult }[] } | null;
   geocoder: GeocoderReport | null;
   dashboard: { runs: { pages: number; load: LoadResult; snapshots?: number[] }[] } | null;
   upload: { ceiling: LoadResult[]; api: LoadResult | null; bodyBytes: number; ceilingKeysDeleted: number } | null;
@@ -294,7 +294,8 @@ export async function runGoals(o: GoalsOptions): Promise<GoalsResult> {
         const runs: NonNullable<GoalsResult['metrics']>['runs'] = [];
         for (const [i, side] of plan.metrics.order.entries()) {
           const f = await run(side === 'on' ? main : off, `metrics-${side}-${i + 1}`, plan.metrics.n);
-          runs.push({ side, photosPerSec: f.e2e.photosPerSec, cpuMsPerPhoto: f.cpuMsPerPhoto, e2e: f.e2e });
+          const byProcess = Object.fromEntries(Object.entries(f.watch.groups).map(([k, g]) => [k, g.cpuMs / f.e2e.n]));
+          runs.push({ side, photosPerSec: f.e2e.photosPerSec, cpuMsPerPhoto: f.cpuMsPerPhoto, byProcess, e2e: f.e2e });
           log(`  metrics ${side}: ${describe(f)}`);
         }
         res.metrics = { runs };
@@ -713,7 +714,14 @@ export function renderGoals(r: GoalsResult): string {
     );
     if (r.limit) out.push(`  in-process reference (bench/limit.ts on the 8 buffers): ${fmt(r.limit.best.photosPerSec)} photos/s at concurrency ${r.limit.best.concurrency}, ${fmt(r.limit.best.cpuMsPerPhoto, 1)} CPU ms/photo`);
   }
-  if (r.metrics) out.push('', `metrics on/off runs: ${r.metrics.runs.map((m) => `${m.side} ${fmt(m.photosPerSec)} photos/s ${fmt(m.cpuMsPerPhoto, 1)} ms/photo`).join('; ')}`);
+  if (r.metrics) {
+    const runs = r.metrics.runs;
+    out.push('', `(5) metrics on vs off, run by run in order: ${runs.map((m) => `${m.side} ${fmt(m.photosPerSec)} photos/s ${fmt(m.cpuMsPerPhoto, 1)} ms/photo`).join('; ')}`);
+    const names = [...new Set(runs.flatMap((m) => Object.keys(m.byProcess)))].filter((k) => runs.some((m) => (m.byProcess[k] ?? 0) >= 0.5));
+    const side = (s: 'on' | 'off', k: string) => median(runs.filter((m) => m.side === s).map((m) => m.byProcess[k] ?? 0));
+    names.sort((a, b) => side('on', b) - side('on', a));
+    out.push(`  CPU ms/photo by process, median on / off: ${names.map((k) => `${k} ${fmt(side('on', k), 1)}/${fmt(side('off', k), 1)}`).join(', ')}`);
+  }
   if (r.dashboard) out.push(`dashboard runs: ${r.dashboard.runs.map((d) => `${d.pages} pages: ${describeLoad(d.load)}`).join('; ')}`);
   if (r.upload) out.push(`upload runs: ceiling ${describeLoad(r.upload.ceiling[0]!)}; API ${r.upload.api ? describeLoad(r.upload.api) : 'n/a'}; ceiling ${r.upload.ceiling[1] ? describeLoad(r.upload.ceiling[1]) : 'n/a'}`);
   for (const [label, s] of Object.entries(r.stacks)) {
