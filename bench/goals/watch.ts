@@ -54,6 +54,19 @@ export interface WatchResult {
   stackProcesses: { pid: number; role: string; exitedDuring: boolean }[];
   hwmResetOk: boolean;
   benchCpuMs: number;
+  /** Share of the machine's CPU time the hypervisor gave to others during the run (/proc/stat steal): noise. */
+  stealPct: number;
+}
+
+/** [steal, total] jiffies of all CPUs (/proc/stat). */
+function cpuTotals(): [number, number] {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal (guest time is already in user)
+    return [f[7] ?? 0, f.slice(0, 8).reduce((a, b) => a + b, 0)];
+  } catch {
+    return [0, 0];
+  }
 }
 
 function ticksNow(): number {
@@ -73,6 +86,7 @@ export class ProcWatch {
   private startTicks = 0;
   private benchCpu: NodeJS.CpuUsage = process.cpuUsage();
   private started = false;
+  private stat0: [number, number] = [0, 0];
 
   constructor(
     private readonly stack: DefaultStack,
@@ -83,6 +97,7 @@ export class ProcWatch {
   async start(): Promise<void> {
     this.t0 = performance.now();
     this.startTicks = ticksNow();
+    this.stat0 = cpuTotals();
     for (const p of pidsByComm(['redis-server'])) this.add(p.pid, REDIS_GROUP, 'shared');
     for (const p of pidsByComm(['beam.smp'])) this.add(p.pid, RABBIT_GROUP, 'shared');
     await this.discover();
@@ -157,6 +172,7 @@ export class ProcWatch {
     await this.discover();
     this.sample();
     const bench = process.cpuUsage(this.benchCpu);
+    const stat1 = cpuTotals();
     const groups: Record<string, GroupFigure> = {};
     let system = 0;
     let rss = 0;
@@ -186,6 +202,7 @@ export class ProcWatch {
       stackProcesses: [...this.tracked.values()].filter((t) => t.kind === 'stack').map((t) => ({ pid: t.pid, role: t.group, exitedDuring: t.gone })),
       hwmResetOk: hwmOk,
       benchCpuMs: (bench.user + bench.system) / 1000,
+      stealPct: stat1[1] > this.stat0[1] ? (100 * (stat1[0] - this.stat0[0])) / (stat1[1] - this.stat0[1]) : Number.NaN,
     };
   }
 }
