@@ -93,6 +93,8 @@ interface RunFigures {
   e2e: E2EResult;
   watch: WatchResult;
   cpuMsPerPhoto: number;
+  /** CPU ms the other (idle) stack spent during the run, its Postgres backends included (row 5). */
+  otherStackCpuMs?: number;
 }
 
 interface GeocoderReport {
@@ -208,26 +210,32 @@ export async function runGoals(o: GoalsOptions): Promise<GoalsResult> {
     let off: DefaultStack | null = offR.status === 'fulfilled' ? offR.value : null;
     if (offR.status === 'rejected') fail('metrics', offR.reason);
 
-    const run = async (s: DefaultStack, label: string, count: number): Promise<RunFigures> => {
+    const run = async (s: DefaultStack, label: string, count: number, other: DefaultStack | null = null): Promise<RunFigures> => {
       const bodies = distinctBodies(photos, count, `${s.name}-${label}-${randomBytes(3).toString('hex')}`);
       // A photo's last steps (final event, webhook and dispatch roles, blob deletes) end just after
       // its completed_at: let the previous run's tail pass before measuring the next one.
       await sleep(1_500);
       const watch = new ProcWatch(s, monitor);
+      // The other stack, idle meanwhile (row 5): what it spends competes for the same cores.
+      const side = other ? new ProcWatch(other, monitor, 1000) : null;
       await watch.start();
+      await side?.start();
       let e2e: E2EResult;
       try {
         e2e = await e2eRun(s, label, bodies, { concurrency: plan.uploadConcurrency, stallMs: plan.stallMs });
       } catch (err) {
         await watch.stop().catch(() => {});
+        await side?.stop().catch(() => {});
         throw err;
       }
       const w = await watch.stop();
-      return { e2e, watch: w, cpuMsPerPhoto: w.systemCpuMs / count };
+      const sw = await side?.stop();
+      const otherStackCpuMs = sw ? Object.entries(sw.groups).filter(([k]) => k !== REDIS_GROUP && k !== RABBIT_GROUP).reduce((a, [, g]) => a + g.cpuMs, 0) : undefined;
+      return { e2e, watch: w, cpuMsPerPhoto: w.systemCpuMs / count, otherStackCpuMs };
     };
     const describe = (f: RunFigures) =>
       `${fmt(f.e2e.photosPerSec)} photos/s (${f.e2e.finished}/${f.e2e.n} final in ${f.e2e.seconds.toFixed(1)} s, uploads ${f.e2e.uploadSeconds.toFixed(1)} s), ` +
-      `${fmt(f.cpuMsPerPhoto, 1)} CPU ms/photo, stack peak RSS ${mib(f.watch.stackPeakRssBytes)}, steal ${fmt(f.watch.stealPct, 1)} %${Object.keys(f.e2e.non202).length ? `, non-202 ${JSON.stringify(f.e2e.non202)}` : ''}${f.e2e.stuck ? `, STUCK ${f.e2e.stuck.count}` : ''}`;
+      `${fmt(f.cpuMsPerPhoto, 1)} CPU ms/photo, stack peak RSS ${mib(f.watch.stackPeakRssBytes)}, steal ${fmt(f.watch.stealPct, 1)} %${f.otherStackCpuMs === undefined ? '' : `, the idle other stack ${fmt(f.otherStackCpuMs, 0)} CPU ms`}${Object.keys(f.e2e.non202).length ? `, non-202 ${JSON.stringify(f.e2e.non202)}` : ''}${f.e2e.stuck ? `, STUCK ${f.e2e.stuck.count}` : ''}`;
 
     // Warm-up: JIT, libvips, the geocoder's index, connection pools; not measured.
     for (const s of [main, off]) {
@@ -256,7 +264,7 @@ export async function runGoals(o: GoalsOptions): Promise<GoalsResult> {
       try {
         const runs: NonNullable<GoalsResult['metrics']>['runs'] = [];
         for (const [i, side] of plan.metrics.order.entries()) {
-          const f = await run(side === 'on' ? main : off, `metrics-${side}-${i + 1}`, plan.metrics.n);
+          const f = await run(side === 'on' ? main : off, `metrics-${side}-${i + 1}`, plan.metrics.n, side === 'on' ? off : main);
           const byProcess = Object.fromEntries(Object.entries(f.watch.groups).map(([k, g]) => [k, g.cpuMs / f.e2e.n]));
           runs.push({ side, photosPerSec: f.e2e.photosPerSec, cpuMsPerPhoto: f.cpuMsPerPhoto, stealPct: f.watch.stealPct, byProcess, e2e: f.e2e });
           log(`  metrics ${side}: ${describe(f)}`);
