@@ -113,10 +113,14 @@ function cmdline(pid: number): string[] {
   }
 }
 
-/** The role of a photopipe process from its command line (`node …/bin/photopipe.js worker --role frame`). */
+/**
+ * The role of a photopipe process from its command line: `node …/bin/photopipe.js worker --role
+ * frame`, or the CLI script a supervisor starts its children from (`dist/cli/photopipe.js` once
+ * start transpiles the source, `src/cli/photopipe.ts` through tsx).
+ */
 function roleOf(pid: number, comm: string): string | null {
   const argv = cmdline(pid);
-  const i = argv.findIndex((a) => a.endsWith('bin/photopipe.js'));
+  const i = argv.findIndex((a) => /(^|\/)photopipe\.[cm]?[jt]s$/.test(a));
   if (i < 0) return null;
   const args = argv.slice(i + 1);
   if (args[0] === 'start') return 'supervisor';

@@ -193,9 +193,10 @@ export async function runGoals(o: GoalsOptions): Promise<GoalsResult> {
   process.once('SIGTERM', onSignal);
 
   try {
-    // Both stacks start together (their start-up overlaps); the metrics-off one only serves row 5
-    // and idles until then (its CPU meanwhile is reported).
-    log('  starting the default stack (metrics on) and a metrics-off stack: node bin/photopipe.js start');
+    // One after the other: a start may write the checkout's dist/ (it transpiles the source for its
+    // children), and two at once would write the same files while the other's children load them.
+    // The metrics-off stack only serves row 5 and is stopped right after it.
+    log('  starting the default stack (metrics on), then a metrics-off stack: node bin/photopipe.js start');
     const startOne = async (label: string, env: Record<string, string>) => {
       const s0 = Date.now();
       const s = await DefaultStack.start({ label, env, log });
@@ -204,11 +205,13 @@ export async function runGoals(o: GoalsOptions): Promise<GoalsResult> {
       log(`  ${label} stack ${s.name} ready in ${((Date.now() - s0) / 1000).toFixed(1)} s: ${s.processes().length} processes (${[...new Set(s.processes().map((p) => p.role))].join(', ')})`);
       return s;
     };
-    const [mainR, offR] = await Promise.allSettled([startOne('main', {}), startOne('metrics-off', { METRICS_ENABLED: 'false' })]);
-    if (mainR.status === 'rejected') throw mainR.reason;
-    const main = mainR.value;
-    let off: DefaultStack | null = offR.status === 'fulfilled' ? offR.value : null;
-    if (offR.status === 'rejected') fail('metrics', offR.reason);
+    const main = await startOne('main', {});
+    let off: DefaultStack | null = null;
+    try {
+      off = await startOne('metrics-off', { METRICS_ENABLED: 'false' });
+    } catch (err) {
+      fail('metrics', err);
+    }
 
     const run = async (s: DefaultStack, label: string, count: number, other: DefaultStack | null = null): Promise<RunFigures> => {
       const bodies = distinctBodies(photos, count, `${s.name}-${label}-${randomBytes(3).toString('hex')}`);
