@@ -94,6 +94,10 @@ const stackEnv: Record<string, string> = {
   // NODE_ENV changes nothing else in photopipe (test faults need 'test').
   NODE_ENV: 'development',
   LOG_LEVEL: 'warn',
+  // The bench measures throughput, not a tenant's fair share: one tenant's per-minute upload rate
+  // and in-flight cap (1,200/min, 10,000 by default) would answer most of (4)'s uploads 429.
+  TENANT_UPLOADS_PER_MINUTE: '0',
+  TENANT_MAX_IN_FLIGHT: '0',
 };
 /** Workers log at info: the per-message "stage done" lines (with durationMs) are the per-stage profile. */
 const workerEnv: Record<string, string> = { LOG_LEVEL: 'info' };

@@ -248,6 +248,8 @@ export const envSchema = z.object({
   BATCH_CALL_MAX_ATTEMPTS: intFromEnv(1, 1_000).default(10),
   /** Niceness (0-19) a worker process takes when it runs batch-only roles (convert, store, batch-download, batch-dispatch); 0 = unchanged. */
   BULK_ROLE_NICE: intFromEnv(0, 19).default(10),
+  /** Niceness (0-19) of every other worker process: on shared cores the API's uploads go first; 0 = unchanged. */
+  WORKER_NICE: intFromEnv(0, 19).default(5),
   /** Every dispatcher asks for a pass over every customer with a running batch this often (heals lost wake-ups). */
   BATCH_SWEEP_INTERVAL_MS: intFromEnv(100).default(5_000),
 

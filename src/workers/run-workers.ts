@@ -46,7 +46,10 @@ export async function runWorkers(config: Config, roles: string[], opts: { prefet
     }
   }
 
-  if (config.BULK_ROLE_NICE > 0 && roles.every((r) => BULK_ONLY_ROLES.includes(r))) lowerPriority(config.BULK_ROLE_NICE, log);
+  // Background work yields the cores to the API (uploads, the dashboard) and batch work yields to live photos.
+  const bulkOnly = roles.every((r) => BULK_ONLY_ROLES.includes(r));
+  const nice = bulkOnly ? config.BULK_ROLE_NICE : config.WORKER_NICE;
+  if (nice > 0) lowerPriority(nice, log, bulkOnly ? 'batch-only roles: CPU priority lowered so that live photos go first' : 'CPU priority lowered so that the API answers first');
   const res = new ProcessResources(config, log, `photopipe-worker-${roles.join(',')}`);
   const shutdown = installShutdown(log, res.releasers);
   const parked = new ParkedBlobs(res.storage);
@@ -166,7 +169,7 @@ async function observe(config: Config, log: Logger, role: string, res: ProcessRe
  * Lowers the CPU priority of every thread of this process (Linux niceness is per thread; threads
  * started later, libuv's pool and libvips' workers, inherit it from the thread that starts them).
  */
-function lowerPriority(nice: number, log: ReturnType<typeof createLogger>): void {
+function lowerPriority(nice: number, log: ReturnType<typeof createLogger>, why: string): void {
   let threads: string[];
   try {
     threads = readdirSync('/proc/self/task');
@@ -177,9 +180,9 @@ function lowerPriority(nice: number, log: ReturnType<typeof createLogger>): void
     try {
       setPriority(Number(tid), nice);
     } catch (err) {
-      log.warn({ err: (err as Error).message }, 'could not lower the CPU priority of batch work');
+      log.warn({ err: (err as Error).message }, 'could not lower the CPU priority of this worker');
       return;
     }
   }
-  log.info({ nice }, 'batch-only roles: CPU priority lowered so that live uploads go first');
+  log.info({ nice }, why);
 }
