@@ -48,7 +48,7 @@ const { values: args } = parseArgs({
 if (args.help) {
   process.stdout.write(`npm run bench [-- --quick] [--n N] [--batch-n N] [--goals-n N] [--out FILE] [--skip limit,seed,api,pipeline,resumable,batch,goals]
 
-  --quick   about one minute: small N, one repetition each (indicative only)
+  --quick   about five minutes: small N, one repetition each (indicative only)
   --n N     photos per pipeline run (default 300, quick 30); the memory run uses 2N
   --out     JSON results file (default bench/results/latest.json)
   --batch-n URLs in the batch-ingestion run (default 1000, quick 200)
