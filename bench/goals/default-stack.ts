@@ -1,6 +1,5 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import amqplib from 'amqplib';
+import { freePort } from '../../test/helpers/stack.js';
 
 /**
  * The default `npm start` stack (`node bin/photopipe.js start`: supervisor, local S3 stand-in, API,
@@ -46,17 +46,6 @@ export const LOAD_OVERRIDES: Record<string, string> = {
 /** Environment variables of photopipe (or of the bench's shell) that must not leak into the stack. */
 const INHERITED_OUT = /^(S3_|LOCAL_S3_|DATABASE_|REDIS_|AMQP_|SHED_|TENANT_|METRICS_|ADMIN_API_KEY|PHOTOPIPE_|GEOCODER|GEONAMES_|LOG_LEVEL$|NODE_ENV$|PORT$|HOST$|PUBLIC_BASE_URL$|RABBITMQ_|QUEUE_|STAGE_|BULK_|RECONCILE_|SUPERVISOR_|SHUTDOWN_|RETRY_|MAX_ATTEMPTS$|WEBHOOK_|BATCH_|FETCH_|UPLOAD_|FRAME_|AUTH_|HTTP_|TRUST_PROXY$|RESUMABLE_|FAILED_RETENTION|CRASH_)/;
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
