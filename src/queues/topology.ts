@@ -115,7 +115,8 @@ export function buildTopology(config: Pick<Config, 'AMQP_PREFIX' | 'QUEUE_TYPE' 
 
   const workQueue = (stage: StageName, lane: Lane = 'interactive') => (lane === 'bulk' ? `${p}.bulk.${stage}` : `${p}.${stage}`);
   const routingKey = (stage: StageName, lane: Lane = 'interactive') => (lane === 'bulk' ? `bulk.${stage}` : stage);
-  const dlq = (stage: StageName) => `${p}.dlq.${stage}`;
+  /** The dead-letter queue of a stage, or of a service queue (by its name). */
+  const dlq = (name: string) => `${p}.dlq.${name}`;
   const retryLevels = [...new Set(config.RETRY_DELAYS_MS)].map((delayMs) => ({
     label: delayLabel(delayMs),
     delayMs,
@@ -159,8 +160,8 @@ export function buildTopology(config: Pick<Config, 'AMQP_PREFIX' | 'QUEUE_TYPE' 
     for (const key of sq.workKeys ?? []) bindings.push({ exchange: workExchange, queue: serviceQueue(sq.name), routingKey: key });
     for (const key of sq.eventKeys ?? []) bindings.push({ exchange: eventsExchange, queue: serviceQueue(sq.name), routingKey: key });
     if (dead) {
-      queues.push({ name: `${p}.dlq.${sq.name}`, arguments: { ...typeArgs } });
-      bindings.push({ exchange: deadLetterExchange, queue: `${p}.dlq.${sq.name}`, routingKey: deadKey });
+      queues.push({ name: dlq(sq.name), arguments: { ...typeArgs } });
+      bindings.push({ exchange: deadLetterExchange, queue: dlq(sq.name), routingKey: deadKey });
     }
   }
   for (const level of retryLevels) {
