@@ -8,6 +8,7 @@ import pg from 'pg';
 import { Redis } from 'ioredis';
 import amqplib from 'amqplib';
 import { freePort } from '../../test/helpers/stack.js';
+import { procStat, type ProcStat } from '../lib/proc.js';
 
 /**
  * The default `npm start` stack (`node bin/photopipe.js start`: supervisor, local S3 stand-in, API,
@@ -71,27 +72,8 @@ export interface StackProcess {
   startTicks: number;
 }
 
-interface ProcStat {
-  pid: number;
-  comm: string;
-  ppid: number;
-  startTicks: number;
-}
-
-function readStat(pid: number): ProcStat | null {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const close = s.lastIndexOf(')');
-    const comm = s.slice(s.indexOf('(') + 1, close);
-    const rest = s.slice(close + 2).split(' ');
-    return { pid, comm, ppid: Number(rest[1]), startTicks: Number(rest[19]) };
-  } catch {
-    return null;
-  }
-}
-
 export function processStartTicks(pid: number): number | null {
-  return readStat(pid)?.startTicks ?? null;
+  return procStat(pid)?.startTicks ?? null;
 }
 
 function cmdline(pid: number): string[] {
@@ -125,7 +107,7 @@ export function processTree(root: number): StackProcess[] {
   const stats: ProcStat[] = [];
   for (const e of readdirSync('/proc')) {
     if (!/^\d+$/.test(e)) continue;
-    const s = readStat(Number(e));
+    const s = procStat(Number(e));
     if (s) stats.push(s);
   }
   const children = new Map<number, ProcStat[]>();

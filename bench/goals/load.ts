@@ -1,6 +1,5 @@
 import { request as httpRequest, type ClientRequest } from 'node:http';
 import autocannon from 'autocannon';
-import { distinctJpeg } from '../../test/helpers/fixtures.js';
 import { sleep, type DefaultStack } from './default-stack.js';
 
 /**
@@ -110,10 +109,6 @@ export async function e2eRun(stack: DefaultStack, label: string, bodies: Buffer[
   };
 }
 
-/** n upload bodies cycling through the photos, each with distinct bytes (a JPEG comment segment after SOI). */
-export function distinctBodies(photos: Buffer[], n: number, salt: string): Buffer[] {
-  return Array.from({ length: n }, (_, i) => distinctJpeg(photos[i % photos.length]!, `${salt}-${i}`));
-}
 
 // ---------------------------------------------------------------------------------------------
 

@@ -50,11 +50,16 @@ export function largePhotos(corpus: Corpus, minPixels = 3_000_000): Corpus {
 }
 
 /**
- * n uploads cycling through the corpus, each with distinct bytes (a JPEG comment segment with
- * the salt), so dedupe never skips one: same pixels, different SHA-256.
+ * n upload bodies cycling through the photos, each with distinct bytes (a JPEG comment segment
+ * with the salt), so dedupe never skips one: same pixels, different SHA-256.
  */
+export function distinctBodies(photos: readonly Buffer[], n: number, salt: string): Buffer[] {
+  return Array.from({ length: n }, (_, i) => distinctJpeg(photos[i % photos.length]!, `${salt}-${i}`));
+}
+
+/** n uploads cycling through the corpus (distinctBodies of its photos). */
 export function distinctSeries(corpus: Corpus, n: number, salt: string): Buffer[] {
-  return Array.from({ length: n }, (_, i) => distinctJpeg(corpus.photos[i % corpus.photos.length]!.bytes, `${salt}-${i}`));
+  return distinctBodies(corpus.photos.map((p) => p.bytes), n, salt);
 }
 
 /**

@@ -39,18 +39,39 @@ export function resetPeakRss(pid: number): boolean {
   }
 }
 
-/** User + system CPU time of a process in milliseconds, or null when it is gone. */
-export function cpuMs(pid: number): number | null {
+/** The fields of /proc/<pid>/stat the bench reads, or null when the process is gone. */
+export interface ProcStat {
+  pid: number;
+  comm: string;
+  ppid: number;
+  /** Start time in clock ticks since boot: with the pid, it tells a process from a later one that reuses the pid. */
+  startTicks: number;
+  /** User + system CPU time in milliseconds. */
+  cpuMs: number;
+}
+
+export function procStat(pid: number): ProcStat | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the ")" closing the command name; utime and stime are fields 14 and 15.
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const utime = Number(rest[11]);
-    const stime = Number(rest[12]);
-    return ((utime + stime) * 1000) / CLK_TCK;
+    // The command name sits in parentheses and may hold spaces; the fields after its ")" are
+    // state, ppid, … (field 4 = ppid, 14/15 = utime/stime, 22 = starttime).
+    const close = stat.lastIndexOf(')');
+    const rest = stat.slice(close + 2).split(' ');
+    return {
+      pid,
+      comm: stat.slice(stat.indexOf('(') + 1, close),
+      ppid: Number(rest[1]),
+      startTicks: Number(rest[19]),
+      cpuMs: ((Number(rest[11]) + Number(rest[12])) * 1000) / CLK_TCK,
+    };
   } catch {
     return null;
   }
+}
+
+/** User + system CPU time of a process in milliseconds, or null when it is gone. */
+export function cpuMs(pid: number): number | null {
+  return procStat(pid)?.cpuMs ?? null;
 }
 
 /** Pids whose command name (/proc/<pid>/comm) is one of names. */
