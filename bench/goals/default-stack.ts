@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import amqplib from 'amqplib';
-import { freePort } from '../../test/helpers/stack.js';
+import { freePort, sleep } from '../../test/helpers/stack.js';
 import { procStat, type ProcStat } from '../lib/proc.js';
 
 /**
@@ -47,8 +47,6 @@ export const LOAD_OVERRIDES: Record<string, string> = {
 /** Environment variables of photopipe (or of the bench's shell) that must not leak into the stack. */
 const INHERITED_OUT = /^(S3_|LOCAL_S3_|DATABASE_|REDIS_|AMQP_|SHED_|TENANT_|METRICS_|ADMIN_API_KEY|PHOTOPIPE_|GEOCODER|GEONAMES_|LOG_LEVEL$|NODE_ENV$|PORT$|HOST$|PUBLIC_BASE_URL$|RABBITMQ_|QUEUE_|STAGE_|BULK_|RECONCILE_|SUPERVISOR_|SHUTDOWN_|RETRY_|MAX_ATTEMPTS$|WEBHOOK_|BATCH_|FETCH_|UPLOAD_|FRAME_|AUTH_|HTTP_|TRUST_PROXY$|RESUMABLE_|FAILED_RETENTION|CRASH_)/;
 
-
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Whether the promise settled within ms; the timer never outlives the answer (nor keeps the process alive). */
 export async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {

@@ -1,6 +1,7 @@
 import { request as httpRequest, type ClientRequest } from 'node:http';
 import autocannon from 'autocannon';
-import { sleep, type DefaultStack } from './default-stack.js';
+import { sleep } from '../../test/helpers/stack.js';
+import type { DefaultStack } from './default-stack.js';
 
 /**
  * The load the goals rows put on a stack, from outside: uploads over HTTP with bounded concurrency

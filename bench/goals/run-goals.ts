@@ -20,7 +20,8 @@ import { LimitBench, type LimitRun } from '../limit.js';
 import { distinctBodies, type Corpus } from '../lib/corpus.js';
 import { fmt, mb, mean, median, ratio, round } from '../lib/stats.js';
 import { table } from '../lib/table.js';
-import { DefaultStack, LOAD_OVERRIDES, PG_ADMIN_URL, REDIS_URL, UPLOAD_STAGES, settlesWithin, sleep, unlinkByPrefix } from './default-stack.js';
+import { DefaultStack, LOAD_OVERRIDES, PG_ADMIN_URL, REDIS_URL, UPLOAD_STAGES, settlesWithin, unlinkByPrefix } from './default-stack.js';
+import { sleep } from '../../test/helpers/stack.js';
 import { DashboardReaders, DistinctBody, e2eRun, uploadLoad, type E2EResult, type LoadResult } from './load.js';
 import { LOCAL_S3, PG_GROUP, ProcWatch, RABBIT_GROUP, REDIS_GROUP, type WatchResult } from './watch.js';
 
