@@ -1,4 +1,3 @@
-import { readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../shared/logger.js';
@@ -7,14 +6,6 @@ import { BIN } from './process-specs.js';
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..', '..');
 const FROM_SOURCE = fileURLToPath(import.meta.url).endsWith('.ts');
-
-function sourceFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-    const path = join(dir, e.name);
-    if (e.isDirectory()) return sourceFiles(path);
-    return e.name.endsWith('.ts') && !e.name.endsWith('.d.ts') ? [path] : [];
-  });
-}
 
 /**
  * What a supervisor's children run. In the container image that is the compiled CLI already. In
@@ -29,9 +20,8 @@ export async function childEntry(log: Logger): Promise<string> {
   const started = Date.now();
   try {
     const esbuild = await import('esbuild');
-    const entryPoints = sourceFiles(join(ROOT, 'src'));
-    await esbuild.build({
-      entryPoints,
+    const result = await esbuild.build({
+      entryPoints: [join(ROOT, 'src', '**', '*.ts')],
       outdir: join(ROOT, 'dist'),
       outbase: join(ROOT, 'src'),
       format: 'esm',
@@ -40,10 +30,11 @@ export async function childEntry(log: Logger): Promise<string> {
       sourcemap: true,
       bundle: false,
       logLevel: 'silent',
+      metafile: true,
     });
     // esbuild keeps its service process for later calls; there are none (about 50 MB of RSS).
     await esbuild.stop();
-    log.info({ files: entryPoints.length, ms: Date.now() - started }, 'children run the transpiled source (dist/)');
+    log.info({ files: Object.keys(result.metafile.inputs).length, ms: Date.now() - started }, 'children run the transpiled source (dist/)');
     return join(ROOT, 'dist', 'cli', 'photopipe.js');
   } catch (err) {
     log.warn({ err }, 'could not transpile the source; children run it through the TypeScript loader');
